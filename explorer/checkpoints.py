@@ -103,6 +103,9 @@ def save(model: VAE, path: str | os.PathLike, *, meta: dict | None = None, overw
         save_file(tensors, tmp, metadata={"format": FORMAT, "meta": json.dumps(meta)})
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual file mode
         if not overwrite and path.exists():
             raise CheckpointError(f"{path}: already exists; choose another name")
         os.replace(tmp, path)

@@ -1,0 +1,97 @@
+"""Cached loaders shared by every panel, and the Ctx handed to each panel.
+
+Cache keys are plain values (checkpoint path + file fingerprint, dataset name); the model from
+``st.cache_resource`` is shared by every session, so panels must never mutate it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from explorer import checkpoints
+from explorer.data import CLASS_NAMES, DataError, load_dataset
+from explorer.latent import encode_images
+
+ROOT = Path(__file__).resolve().parents[2]
+CHECKPOINT_DIR = Path(os.environ.get("VAE_EXPLORER_CHECKPOINTS", ROOT / "checkpoints"))
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def load_model(path: str, fingerprint: str):
+    """(model in eval mode, meta) for a checkpoint; shared by all sessions: do not mutate."""
+    model, meta = checkpoints.load(path)
+    model.requires_grad_(False)
+    return model, meta
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def list_checkpoints(folder: str) -> list[dict]:
+    """Every checkpoint in the folder as plain dicts (path, name, meta, error, fingerprint)."""
+    return [dict(path=c.path, name=c.name, meta=c.meta, error=c.error, fingerprint=c.fingerprint)
+            for c in checkpoints.list_checkpoints(folder)]
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def load_test_data(dataset: str, data_env: str | None) -> dict:
+    """Test split as {images uint8 (N,28,28), labels (N,), source, notices}; data_env keys the cache."""
+    try:
+        ds = load_dataset(dataset, "test")
+    except DataError as e:
+        return {"images": np.zeros((0, 28, 28), np.uint8), "labels": np.zeros(0, np.int64),
+                "source": f"no data: {e}", "notices": [str(e)], "error": str(e)}
+    return {"images": ds.images, "labels": ds.labels, "source": ds.source, "notices": ds.notices, "error": None}
+
+
+@st.cache_data(max_entries=8, show_spinner="Encoding the test images ...")
+def test_codes(path: str, fingerprint: str, dataset: str, data_env: str | None) -> dict:
+    """Encoder means and log-variances of the test images: {mu (N, z), logvar (N, z)}."""
+    model, _ = load_model(path, fingerprint)
+    data = load_test_data(dataset, data_env)
+    mu, logvar = encode_images(model, data["images"], data["labels"])
+    return {"mu": mu, "logvar": logvar}
+
+
+@dataclass(frozen=True)
+class Ctx:
+    """What a panel needs to know: the chosen checkpoint and the data it is shown with."""
+
+    path: str
+    fingerprint: str
+    meta: dict
+
+    @property
+    def config(self) -> dict:
+        return self.meta["config"]
+
+    @property
+    def latent_dim(self) -> int:
+        return int(self.config["latent_dim"])
+
+    @property
+    def conditional(self) -> bool:
+        return bool(self.config["conditional"])
+
+    @property
+    def dataset(self) -> str:
+        return self.meta.get("train", {}).get("dataset", "mnist")
+
+    @property
+    def class_names(self) -> list[str]:
+        return CLASS_NAMES[self.dataset]
+
+    @property
+    def model(self):
+        return load_model(self.path, self.fingerprint)[0]
+
+    @property
+    def data(self) -> dict:
+        return load_test_data(self.dataset, os.environ.get("VAE_EXPLORER_DATA"))
+
+    @property
+    def codes(self) -> dict:
+        return test_codes(self.path, self.fingerprint, self.dataset, os.environ.get("VAE_EXPLORER_DATA"))

@@ -1,0 +1,61 @@
+"""Shared fixtures: a tiny model and checkpoint, the shipped checkpoints, the real test set if configured."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from explorer import checkpoints
+from explorer.config import ModelConfig
+from explorer.model import VAE
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_MNIST = ROOT.parent / "shared" / "data" / "mnist"
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    """The folder of real MNIST IDX files ($VAE_EXPLORER_DATA, else ../shared/data/mnist); skip if absent."""
+    d = Path(os.environ.get("VAE_EXPLORER_DATA") or SHARED_MNIST)
+    if not (d / "t10k-images-idx3-ubyte.gz").is_file() and not (d / "MNIST" / "raw" / "t10k-images-idx3-ubyte.gz").is_file():
+        pytest.skip("no real MNIST IDX files (set VAE_EXPLORER_DATA)")
+    return d
+
+
+def make_model(latent_dim: int = 4, conditional: bool = False, likelihood: str = "bernoulli", seed: int = 0) -> VAE:
+    torch.manual_seed(seed)
+    return VAE(ModelConfig(latent_dim=latent_dim, hidden=(32,), conditional=conditional, likelihood=likelihood)).eval()
+
+
+@pytest.fixture
+def tiny_model() -> VAE:
+    return make_model()
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path) -> Path:
+    """A freshly saved, untrained tiny checkpoint."""
+    return checkpoints.save(make_model(), tmp_path / "tiny.safetensors", meta={"metrics": {"test_nll": 500.0}})
+
+
+@pytest.fixture(scope="session")
+def shipped_checkpoints() -> list[Path]:
+    paths = sorted((ROOT / "checkpoints").glob("*.safetensors"))
+    if not paths:
+        pytest.skip("no shipped checkpoints")
+    return paths
+
+
+@pytest.fixture
+def random_digits() -> tuple[np.ndarray, np.ndarray]:
+    """64 blobby uint8 'digits' (64, 28, 28) with labels, for tests that need no real data."""
+    rng = np.random.default_rng(0)
+    imgs = np.zeros((64, 28, 28), np.uint8)
+    for i in range(64):
+        r, c = rng.integers(8, 20, 2)
+        imgs[i, r - 4:r + 4, c - 2:c + 2] = 255
+    return imgs, np.arange(64) % 10
