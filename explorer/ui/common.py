@@ -1,0 +1,51 @@
+"""Small cached computations and widgets shared by several panels."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from explorer.images import png_bytes
+from explorer.latent import decode_numpy, kl_per_dimension, tile
+
+from .context import Ctx, load_model, test_codes
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def dim_stats(path: str, fingerprint: str, dataset: str, data_env: str | None) -> dict:
+    """Per-dimension average KL (nats) and the display order (most used first)."""
+    codes = test_codes(path, fingerprint, dataset, data_env)
+    kl = kl_per_dimension(codes["mu"], codes["logvar"])
+    return {"kl": kl.tolist(), "order": np.argsort(-kl).tolist(), "collapsed": (kl < 0.05).tolist()}
+
+
+def stats(ctx: Ctx) -> dict:
+    import os
+
+    return dim_stats(ctx.path, ctx.fingerprint, ctx.dataset, os.environ.get("VAE_EXPLORER_DATA"))
+
+
+def decode(ctx: Ctx, z, label: int | None = None) -> np.ndarray:
+    """Decode codes (B, z) or (z,) with the shared model -> (B, 28, 28)."""
+    return decode_numpy(load_model(ctx.path, ctx.fingerprint)[0], z, label if ctx.conditional else None)
+
+
+def show_digit(img: np.ndarray, caption: str | None = None, scale: int = 10, width: int | str | None = None) -> None:
+    """One (H, W) image, upscaled crisply (PNG with nearest-neighbour pixels; the browser only shrinks it)."""
+    st.image(png_bytes(img, scale), caption=caption, width=width or "content")
+
+
+def show_strip(images: np.ndarray, cols: int | None = None, scale: int = 3, caption: str | None = None) -> None:
+    """A row/grid of (N, H, W) images as one crisp mosaic."""
+    mosaic = tile(images, cols or len(images), pad=2, pad_value=0.25)
+    st.image(png_bytes(mosaic, scale), caption=caption)
+
+
+def label_picker(ctx: Ctx, key: str = "z_label", label: str = "Class to draw") -> int | None:
+    """For conditional models a class selector bound to session state; None otherwise."""
+    if not ctx.conditional:
+        return None
+    names = ctx.class_names
+    st.session_state.setdefault(key, 0)
+    return st.selectbox(label, range(len(names)), format_func=lambda i: f"{i}: {names[i]}" if names[i] != str(i) else names[i],
+                        key=key)

@@ -1,0 +1,172 @@
+"""The latent map: test-image codes projected to 2-D (PCA, UMAP, t-SNE), coloured by class.
+
+PCA is instant. UMAP and t-SNE run in a background thread shared by all sessions (one per map
+key), with their results cached on disk per checkpoint + data source, so the page never waits on
+them and the next visit or app start is instant.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import numpy as np
+import streamlit as st
+
+from explorer import embed
+from explorer.images import png_bytes
+from explorer.latent import grid_codes, tile
+
+from . import interpolation
+from .common import decode, show_digit
+from .context import Ctx
+from .sidebar import set_z
+
+METHODS = {"pca": "PCA (instant)", "umap": "UMAP", "tsne": "t-SNE"}
+PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+           "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+
+
+# background projections, shared by every session
+
+
+@st.cache_resource
+def _pool() -> tuple[ThreadPoolExecutor, dict]:
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="projection"), {}
+
+
+def _project(codes: np.ndarray, method: str, key: str) -> np.ndarray:
+    return embed.cached_coords(codes, method, key)[0]
+
+
+def projection(ctx: Ctx, method: str, n: int) -> tuple[np.ndarray | None, dict]:
+    """(coords (n, 2) or None while computing, status) for the first n test codes."""
+    codes = ctx.codes["mu"][:n]
+    key = f"{ctx.path}|{ctx.fingerprint}|{ctx.data['source']}|n={n}"
+    if method == "pca" or embed.cache_path(f"{key}|0|{len(codes)}", method).is_file():
+        t0 = time.perf_counter()
+        coords, hit = embed.cached_coords(codes, method, key) if method != "pca" else (
+            embed.fit_projection(codes, "pca").coords, False)
+        return coords, {"seconds": time.perf_counter() - t0, "from_disk": hit}
+    pool, futures = _pool()
+    fkey = f"{method}|{key}"
+    fut: Future | None = futures.get(fkey)
+    if fut is None or (fut.done() and fut.exception() is not None and st.session_state.get("map_retry")):
+        fut = pool.submit(_project, codes, method, key)
+        fut.started = time.time()  # type: ignore[attr-defined]
+        futures[fkey] = fut
+    if fut.done():
+        if fut.exception() is not None:
+            return None, {"error": f"{METHODS[method]} failed: {fut.exception()}"}
+        return fut.result(), {"seconds": time.time() - fut.started, "from_disk": False}
+    return None, {"pending": time.time() - fut.started}
+
+
+@st.fragment(run_every=1.0)
+def _poll(method: str) -> None:
+    """Re-check once a second while a projection is computing; rerun the app when it is ready."""
+    waiting = st.session_state.get("map_waiting")
+    if not waiting:
+        return
+    pool, futures = _pool()
+    fut = futures.get(waiting)
+    if fut is None or fut.done():
+        st.session_state["map_waiting"] = None
+        st.rerun()
+    st.progress(min(0.95, (time.time() - fut.started) / 60.0),
+                text=f"Computing the {METHODS[method]} map in the background … {time.time() - fut.started:.0f} s "
+                     "(UMAP compiles itself on first use; the result is cached on disk). Keep exploring meanwhile.")
+
+
+# the panel
+
+
+def _selected_index(event) -> int | None:
+    try:
+        pts = event.selection.points
+    except AttributeError:
+        return None
+    if not pts:
+        return None
+    cd = pts[0].get("customdata")
+    return int(cd[0] if isinstance(cd, (list, tuple)) else cd) if cd is not None else None
+
+
+def _plotly_map(ctx: Ctx, coords: np.ndarray, labels: np.ndarray, title: str):
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for c in range(len(ctx.class_names)):
+        m = np.flatnonzero(labels == c)
+        fig.add_trace(go.Scattergl(x=coords[m, 0], y=coords[m, 1], mode="markers", name=ctx.class_names[c],
+                                   marker=dict(size=5, color=PALETTE[c % 10], opacity=0.75),
+                                   customdata=m[:, None], hovertemplate=f"{ctx.class_names[c]} · #%{{customdata[0]}}<extra></extra>"))
+    fig.update_layout(height=560, margin=dict(l=10, r=10, t=30, b=10), title=title, legend=dict(itemsizing="constant"),
+                      dragmode="pan")
+    return st.plotly_chart(fig, key=f"map_{ctx.fingerprint}", on_select="rerun", selection_mode="points",
+                           config={"scrollZoom": True})
+
+
+def _selected_panel(ctx: Ctx, idx: int) -> None:
+    labels = ctx.data["labels"]
+    images = ctx.data["images"]
+    st.markdown(f"**Test image #{idx}** · {ctx.class_names[int(labels[idx])]}")
+    show_digit(images[idx].astype(np.float32) / 255.0, scale=5)
+    lbl = int(labels[idx])
+    st.button("Load its code into the sliders", key="map_load", type="primary",
+              on_click=set_z, args=(ctx.codes["mu"][idx].tolist(), lbl))
+    c1, c2 = st.columns(2)
+    c1.button("Use as endpoint A", key="map_end_a", on_click=interpolation.set_endpoint_index, args=("a", idx))
+    c2.button("Use as endpoint B", key="map_end_b", on_click=interpolation.set_endpoint_index, args=("b", idx))
+
+
+def _manifold(ctx: Ctx) -> None:
+    n = st.slider("Grid size", 5, 25, 15, key="manifold_n")
+    span = st.slider("Range ±", 1.0, 4.0, 3.0, 0.5, key="manifold_span")
+    codes, _ = grid_codes(np.zeros(2, np.float32), (0, 1), n, span)
+    label = int(st.session_state.get("z_label", 0))
+    imgs = decode(ctx, codes, label)
+    st.image(png_bytes(tile(imgs, n, pad=0), 1 if n > 20 else 2),
+             caption=f"decoded grid over z0 (→) and z1 (↑), from −{span} to +{span}")
+
+
+@st.fragment
+def render(ctx: Ctx) -> None:
+    st.subheader("The latent map of the test set")
+    labels_all = ctx.data["labels"]
+    if not len(labels_all):
+        st.error("No test images are available to encode.")
+        return
+    two_d = ctx.latent_dim == 2
+    c1, c2 = st.columns([2, 1])
+    method = c1.radio("Projection", list(METHODS), format_func=lambda m: "the latent space itself (2-D)"
+                      if two_d and m == "pca" else METHODS[m], key="map_method", horizontal=True)
+    sizes = [s for s in (2000, 5000, 10000) if s <= len(labels_all)] or [len(labels_all)]
+    n = c2.select_slider("Test images", sizes, value=sizes[min(1, len(sizes) - 1)], key="map_n")
+    st.caption("Each dot is one test image's encoder mean μ. Points of one class cluster together even though "
+               "the model never saw a label" + (" (this model *was* given the label, so the latent code holds "
+               "the style only and classes overlap)" if ctx.conditional else "") +
+               ". Hover a dot to see its image; click it to load its code into the sliders or use it as an "
+               "interpolation endpoint.")
+    coords, status = projection(ctx, method, n)
+    if coords is None:
+        if "error" in status:
+            st.error(status["error"])
+            st.session_state["map_retry"] = st.button("Retry")
+            return
+        st.session_state["map_waiting"] = f"{method}|{ctx.path}|{ctx.fingerprint}|{ctx.data['source']}|n={n}"
+        _poll(method)
+        return
+    how = "from the disk cache" if status.get("from_disk") else f"in {status['seconds']:.1f} s"
+    left, right = st.columns([3, 1]) if not two_d else st.columns([2, 1])
+    with left:
+        event = _plotly_map(ctx, coords, labels_all[:n], f"{METHODS[method].split(' ')[0]} of {n} test codes ({how})")
+    idx = _selected_index(event)
+    with right:
+        if two_d:
+            st.markdown("**Decoded manifold**")
+            _manifold(ctx)
+        if idx is not None:
+            _selected_panel(ctx, idx)
+        elif not two_d:
+            st.info("Click a dot to pick that test image.")

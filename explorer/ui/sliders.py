@@ -1,0 +1,70 @@
+"""Latent sliders: one per dimension, most-used first; the decoded image shown large."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from .common import decode, label_picker, show_digit, stats
+from .context import Ctx
+from .sidebar import Z_LIMIT, format_z, set_z
+
+
+def _random(ctx: Ctx) -> None:
+    rng = np.random.default_rng()
+    set_z(rng.standard_normal(ctx.latent_dim).clip(-Z_LIMIT, Z_LIMIT).tolist())
+
+
+def _from_test(ctx: Ctx) -> None:
+    idx = int(st.session_state.get("start_index", 0))
+    data = ctx.data
+    if not len(data["labels"]):
+        return
+    idx = max(0, min(idx, len(data["labels"]) - 1))
+    set_z(ctx.codes["mu"][idx].tolist(), int(data["labels"][idx]))
+
+
+def _slider_moved(d: int) -> None:
+    z = list(st.session_state["z"])
+    z[d] = float(st.session_state[f"zslider_{d}"])
+    st.session_state["z"] = z
+    st.query_params["z"] = format_z(z)
+
+
+def controls(ctx: Ctx) -> None:
+    """Reset / random / from-a-test-image buttons (shared by the stock and live slider views)."""
+    b1, b2, b3, b4 = st.columns([1, 1, 1.2, 1])
+    b1.button("Reset to 0", on_click=set_z, args=([0.0] * ctx.latent_dim,), width="stretch")
+    b2.button("🎲 Random from prior", on_click=_random, args=(ctx,), width="stretch",
+              help="z ~ N(0, I): what the decoder draws from the prior")
+    n = max(1, len(ctx.data["labels"]))
+    b3.number_input("Test image #", 0, n - 1, key="start_index", label_visibility="collapsed",
+                    help="Index of a test image to start from")
+    b4.button("Start from test image", on_click=_from_test, args=(ctx,), width="stretch",
+              help="Load the encoder mean of that test image into the sliders")
+
+
+@st.fragment
+def render(ctx: Ctx) -> None:
+    st.subheader("Move through the latent space")
+    st.caption("Each slider is one coordinate of z. The decoder turns z into an image. Sliders are "
+               "ordered by how much the model uses each dimension (its average KL on the test set); "
+               "dimensions the model ignores are marked *collapsed* and barely change the image.")
+    controls(ctx)
+    s = stats(ctx)
+    z = st.session_state["z"]
+    left, right = st.columns([1, 2])
+    with right:
+        label = label_picker(ctx)
+        cols = st.columns(2)
+        for i, d in enumerate(s["order"]):
+            tag = " · collapsed" if s["collapsed"][d] else ""
+            key = f"zslider_{d}"
+            st.session_state.setdefault(key, round(z[d], 2))
+            cols[i % 2].slider(f"z{d} · KL {s['kl'][d]:.2f} nats{tag}", -Z_LIMIT, Z_LIMIT, step=0.05, key=key,
+                               on_change=_slider_moved, args=(d,))
+    with left:
+        img = decode(ctx, st.session_state["z"], label)[0]
+        show_digit(img, caption="decoder mean  p(x | z)", scale=12, width="stretch")
+        st.caption(f"‖z‖ = {np.linalg.norm(st.session_state['z']):.2f}  (typical for N(0, I): "
+                   f"≈ √{ctx.latent_dim} = {np.sqrt(ctx.latent_dim):.1f})")
