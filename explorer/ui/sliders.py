@@ -51,11 +51,17 @@ def render(ctx: Ctx) -> None:
                "ordered by how much the model uses each dimension (its average KL on the test set); "
                "dimensions the model ignores are marked *collapsed* and barely change the image.")
     controls(ctx)
-    s = stats(ctx)
-    z = st.session_state["z"]
     left, right = st.columns([1, 2])
     with right:
         label = label_picker(ctx)
+    with left:  # the digit first: it reaches the browser before the slider statistics are computed
+        img = decode(ctx, st.session_state["z"], label)[0]
+        show_digit(img, caption="decoder mean  p(x | z)", scale=12, width="stretch")
+        st.caption(f"‖z‖ = {np.linalg.norm(st.session_state['z']):.2f}  (typical for N(0, I): "
+                   f"≈ √{ctx.latent_dim} = {np.sqrt(ctx.latent_dim):.1f})")
+    s = stats(ctx)
+    z = st.session_state["z"]
+    with right:
         cols = st.columns(2)
         for i, d in enumerate(s["order"]):
             tag = " · collapsed" if s["collapsed"][d] else ""
@@ -63,8 +69,3 @@ def render(ctx: Ctx) -> None:
             st.session_state.setdefault(key, round(z[d], 2))
             cols[i % 2].slider(f"z{d} · KL {s['kl'][d]:.2f} nats{tag}", -Z_LIMIT, Z_LIMIT, step=0.05, key=key,
                                on_change=_slider_moved, args=(d,))
-    with left:
-        img = decode(ctx, st.session_state["z"], label)[0]
-        show_digit(img, caption="decoder mean  p(x | z)", scale=12, width="stretch")
-        st.caption(f"‖z‖ = {np.linalg.norm(st.session_state['z']):.2f}  (typical for N(0, I): "
-                   f"≈ √{ctx.latent_dim} = {np.sqrt(ctx.latent_dim):.1f})")
