@@ -26,6 +26,7 @@ def run_app(query: dict | None = None, env_ckpt_dir: Path | None = None, monkeyp
 
         monkeypatch.setattr(s, "CHECKPOINT_DIR", env_ckpt_dir)
     at = AppTest.from_file(APP, default_timeout=180)
+    at.query_params["live"] = "0"  # stock sliders: AppTest does not run custom components
     for k, v in (query or {}).items():
         at.query_params[k] = v
     return at.run()

@@ -10,6 +10,7 @@ from explorer.latent import interpolate
 
 from .common import decode, label_picker, show_strip
 from .context import Ctx
+from .sidebar import request_app_rerun
 
 MODES = {"slerp": "spherical (slerp)", "linear": "linear"}
 KINDS = {"class": "two classes", "index": "two test images", "prior": "two prior draws"}
@@ -51,6 +52,7 @@ def set_endpoint_index(side: str, index: int) -> None:
     """Used by the map: make test image ``index`` endpoint ``side`` ('a'/'b')."""
     st.session_state["interp_kind"] = "index"
     st.session_state[f"interp_idx_{side}"] = int(index)
+    request_app_rerun()
 
 
 def _redraw(side: str) -> None:

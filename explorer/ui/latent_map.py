@@ -7,6 +7,8 @@ them and the next visit or app start is instant.
 
 from __future__ import annotations
 
+import functools
+import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -19,12 +21,13 @@ from explorer.latent import grid_codes, tile
 
 from . import interpolation
 from .common import decode, show_digit
-from .context import Ctx
-from .sidebar import set_z
+from .context import Ctx, load_test_data
+from .live import cached_payload
+from .mapview import last_click, latent_map
+from .sidebar import rerun_app_if_requested, set_z
 
 METHODS = {"pca": "PCA (instant)", "umap": "UMAP", "tsne": "t-SNE"}
-PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
-           "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+MAP_KEY = "latent-map"
 
 
 # background projections, shared by every session
@@ -81,30 +84,41 @@ def _poll(method: str) -> None:
 # the panel
 
 
-def _selected_index(event) -> int | None:
-    try:
-        pts = event.selection.points
-    except AttributeError:
-        return None
-    if not pts:
-        return None
-    cd = pts[0].get("customdata")
-    return int(cd[0] if isinstance(cd, (list, tuple)) else cd) if cd is not None else None
+@st.cache_data(max_entries=8, show_spinner=False)
+def _atlas(dataset: str, data_env: str | None, n: int) -> tuple[bytes, str]:
+    """PNG sprite sheet of the first n test images and its id (tile i is test image i)."""
+    from explorer.atlas import atlas_id, image_atlas
+
+    images = load_test_data(dataset, data_env)["images"][:n]
+    return image_atlas(images), atlas_id(images)
 
 
-def _plotly_map(ctx: Ctx, coords: np.ndarray, labels: np.ndarray, title: str):
-    import plotly.graph_objects as go
+def _on_click(ctx: Ctx) -> None:
+    """Runs before the script after a click on the map: load the clicked code into the sliders."""
+    click = last_click(MAP_KEY)
+    if not click or click["nonce"] == st.session_state.get("map_seen"):
+        return
+    st.session_state["map_seen"] = click["nonce"]
+    if "index" in click:
+        idx = click["index"]
+        st.session_state["map_idx"] = idx
+        set_z(ctx.codes["mu"][idx].tolist(), int(ctx.data["labels"][idx]))
+    elif "xy" in click and ctx.latent_dim == 2:
+        st.session_state["map_idx"] = None
+        set_z(click["xy"])
 
-    fig = go.Figure()
-    for c in range(len(ctx.class_names)):
-        m = np.flatnonzero(labels == c)
-        fig.add_trace(go.Scattergl(x=coords[m, 0], y=coords[m, 1], mode="markers", name=ctx.class_names[c],
-                                   marker=dict(size=5, color=PALETTE[c % 10], opacity=0.75),
-                                   customdata=m[:, None], hovertemplate=f"{ctx.class_names[c]} · #%{{customdata[0]}}<extra></extra>"))
-    fig.update_layout(height=560, margin=dict(l=10, r=10, t=30, b=10), title=title, legend=dict(itemsizing="constant"),
-                      dragmode="pan")
-    return st.plotly_chart(fig, key=f"map_{ctx.fingerprint}", on_select="rerun", selection_mode="points",
-                           config={"scrollZoom": True})
+
+def _highlights(ctx: Ctx, coords: np.ndarray, n: int) -> list[dict]:
+    marks = []
+    if st.session_state.get("interp_kind") == "index":
+        for side in ("a", "b"):
+            i = st.session_state.get(f"interp_idx_{side}")
+            if isinstance(i, int) and 0 <= i < n:
+                marks.append({"x": float(coords[i, 0]), "y": float(coords[i, 1]), "label": side.upper()})
+    if ctx.latent_dim == 2:
+        z = st.session_state["z"]
+        marks.append({"x": float(z[0]), "y": float(z[1]), "label": "sliders", "marker": "star"})
+    return marks
 
 
 def _selected_panel(ctx: Ctx, idx: int) -> None:
@@ -112,9 +126,7 @@ def _selected_panel(ctx: Ctx, idx: int) -> None:
     images = ctx.data["images"]
     st.markdown(f"**Test image #{idx}** · {ctx.class_names[int(labels[idx])]}")
     show_digit(images[idx].astype(np.float32) / 255.0, scale=5)
-    lbl = int(labels[idx])
-    st.button("Load its code into the sliders", key="map_load", type="primary",
-              on_click=set_z, args=(ctx.codes["mu"][idx].tolist(), lbl))
+    st.caption("Its code μ is now in the latent sliders.")
     c1, c2 = st.columns(2)
     c1.button("Use as endpoint A", key="map_end_a", on_click=interpolation.set_endpoint_index, args=("a", idx))
     c2.button("Use as endpoint B", key="map_end_b", on_click=interpolation.set_endpoint_index, args=("b", idx))
@@ -124,8 +136,7 @@ def _manifold(ctx: Ctx) -> None:
     n = st.slider("Grid size", 5, 25, 15, key="manifold_n")
     span = st.slider("Range ±", 1.0, 4.0, 3.0, 0.5, key="manifold_span")
     codes, _ = grid_codes(np.zeros(2, np.float32), (0, 1), n, span)
-    label = int(st.session_state.get("z_label", 0))
-    imgs = decode(ctx, codes, label)
+    imgs = decode(ctx, codes, int(st.session_state.get("z_label", 0)))
     st.image(png_bytes(tile(imgs, n, pad=0), 1 if n > 20 else 2),
              caption=f"decoded grid over z0 (→) and z1 (↑), from −{span} to +{span}")
 
@@ -144,10 +155,11 @@ def render(ctx: Ctx) -> None:
     sizes = [s for s in (2000, 5000, 10000) if s <= len(labels_all)] or [len(labels_all)]
     n = c2.select_slider("Test images", sizes, value=sizes[min(1, len(sizes) - 1)], key="map_n")
     st.caption("Each dot is one test image's encoder mean μ. Points of one class cluster together even though "
-               "the model never saw a label" + (" (this model *was* given the label, so the latent code holds "
-               "the style only and classes overlap)" if ctx.conditional else "") +
-               ". Hover a dot to see its image; click it to load its code into the sliders or use it as an "
-               "interpolation endpoint.")
+               "the model never saw a label" + (" (this model *was* given the label, so its code holds the "
+               "style only and the classes overlap)" if ctx.conditional else "") +
+               ". Point at a dot to see its image; click it to load its code into the sliders and offer it as an "
+               "interpolation endpoint. Scroll to zoom, drag to pan."
+               + (" Pointing at empty space decodes that point of the latent plane." if two_d and method == "pca" else ""))
     coords, status = projection(ctx, method, n)
     if coords is None:
         if "error" in status:
@@ -157,16 +169,24 @@ def render(ctx: Ctx) -> None:
         st.session_state["map_waiting"] = f"{method}|{ctx.path}|{ctx.fingerprint}|{ctx.data['source']}|n={n}"
         _poll(method)
         return
-    how = "from the disk cache" if status.get("from_disk") else f"in {status['seconds']:.1f} s"
+    how = "from the disk cache" if status.get("from_disk") else f"computed in {status['seconds']:.1f} s"
+    atlas_png, atlas_key = _atlas(ctx.dataset, os.environ.get("VAE_EXPLORER_DATA"), n)
+    payload = cached_payload(ctx.path, ctx.fingerprint) if two_d and method == "pca" else None
     left, right = st.columns([3, 1]) if not two_d else st.columns([2, 1])
     with left:
-        event = _plotly_map(ctx, coords, labels_all[:n], f"{METHODS[method].split(' ')[0]} of {n} test codes ({how})")
-    idx = _selected_index(event)
+        st.caption(f"{'Latent plane' if two_d and method == 'pca' else METHODS[method].split(' ')[0]} of "
+                   f"{n} test codes ({how})")
+        latent_map(coords, labels_all[:n], class_names=ctx.class_names, atlas_png=atlas_png, atlas_key=atlas_key,
+                   highlight=_highlights(ctx, coords, n), decode=payload,
+                   decode_label=int(st.session_state.get("z_label", 0)), key=MAP_KEY, height=560,
+                   on_click=functools.partial(_on_click, ctx))
+    idx = st.session_state.get("map_idx")
     with right:
+        if idx is not None and 0 <= idx < len(labels_all):
+            _selected_panel(ctx, idx)
+        else:
+            st.info("Click a dot to pick that test image.")
         if two_d:
             st.markdown("**Decoded manifold**")
             _manifold(ctx)
-        if idx is not None:
-            _selected_panel(ctx, idx)
-        elif not two_d:
-            st.info("Click a dot to pick that test image.")
+    rerun_app_if_requested()

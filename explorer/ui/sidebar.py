@@ -65,6 +65,18 @@ def set_z(z: list[float], label: int | None = None) -> None:
     if label is not None:
         st.session_state["z_label"] = int(label)
     st.query_params["z"] = format_z(z)
+    request_app_rerun()
+
+
+def request_app_rerun() -> None:
+    """Ask for a full-app rerun: state that several panels show changed inside one panel's fragment."""
+    st.session_state["_rerun_app"] = True
+
+
+def rerun_app_if_requested() -> None:
+    """Call at the end of a fragment: rerun the whole app once if a callback changed shared state."""
+    if st.session_state.pop("_rerun_app", False):
+        st.rerun(scope="app")
 
 
 # the sidebar

@@ -7,7 +7,8 @@ import streamlit as st
 
 from .common import decode, label_picker, show_digit, stats
 from .context import Ctx
-from .sidebar import Z_LIMIT, format_z, set_z
+from .live import cached_payload, live_latent
+from .sidebar import Z_LIMIT, format_z, rerun_app_if_requested, set_z
 
 
 def _random(ctx: Ctx) -> None:
@@ -44,6 +45,33 @@ def controls(ctx: Ctx) -> None:
               help="Load the encoder mean of that test image into the sliders")
 
 
+def _store(z: list[float]) -> None:
+    """A code reported by the live component: keep it without pushing it back to the browser."""
+    st.session_state["z"] = [float(v) for v in z]
+    for d, v in enumerate(z):
+        st.session_state[f"zslider_{d}"] = round(float(max(-Z_LIMIT, min(Z_LIMIT, v))), 2)
+    st.query_params["z"] = format_z(z)
+
+
+def _stock(ctx: Ctx, s: dict, label: int | None) -> None:
+    """One st.slider per dimension (updates on release) and the digit decoded on the server."""
+    left, right = st.columns([1, 2])
+    with left:
+        img = decode(ctx, st.session_state["z"], label)[0]
+        show_digit(img, caption="decoder mean  p(x | z)", scale=12, width="stretch")
+    with right:
+        cols = st.columns(2)
+        for i, d in enumerate(s["order"]):
+            key = f"zslider_{d}"
+            st.session_state.setdefault(key, round(st.session_state["z"][d], 2))
+            cols[i % 2].slider(_dim_label(s, d), -Z_LIMIT, Z_LIMIT, step=0.05, key=key,
+                               on_change=_slider_moved, args=(d,))
+
+
+def _dim_label(s: dict, d: int) -> str:
+    return f"z{d} · KL {s['kl'][d]:.2f} nats" + (" · collapsed" if s["collapsed"][d] else "")
+
+
 @st.fragment
 def render(ctx: Ctx) -> None:
     st.subheader("Move through the latent space")
@@ -51,21 +79,26 @@ def render(ctx: Ctx) -> None:
                "ordered by how much the model uses each dimension (its average KL on the test set); "
                "dimensions the model ignores are marked *collapsed* and barely change the image.")
     controls(ctx)
-    left, right = st.columns([1, 2])
-    with right:
+    c1, c2 = st.columns([2, 1])
+    with c1:
+        st.session_state.setdefault("live_mode", st.query_params.get("live") != "0")
+        live_on = st.toggle("Decode in the browser while dragging", key="live_mode",
+                            help="The decoder's weights are sent to your browser once, so the digit follows the "
+                                 "slider on every frame. Off: the server decodes when you release the slider.")
+    with c2:
         label = label_picker(ctx)
-    with left:  # the digit first: it reaches the browser before the slider statistics are computed
-        img = decode(ctx, st.session_state["z"], label)[0]
-        show_digit(img, caption="decoder mean  p(x | z)", scale=12, width="stretch")
-        st.caption(f"‖z‖ = {np.linalg.norm(st.session_state['z']):.2f}  (typical for N(0, I): "
-                   f"≈ √{ctx.latent_dim} = {np.sqrt(ctx.latent_dim):.1f})")
     s = stats(ctx)
-    z = st.session_state["z"]
-    with right:
-        cols = st.columns(2)
-        for i, d in enumerate(s["order"]):
-            tag = " · collapsed" if s["collapsed"][d] else ""
-            key = f"zslider_{d}"
-            st.session_state.setdefault(key, round(z[d], 2))
-            cols[i % 2].slider(f"z{d} · KL {s['kl'][d]:.2f} nats{tag}", -Z_LIMIT, Z_LIMIT, step=0.05, key=key,
-                               on_change=_slider_moved, args=(d,))
+    if live_on:
+        z = st.session_state["z"]
+        new = live_latent(cached_payload(ctx.path, ctx.fingerprint), z, label=label,
+                          ranges=[(-Z_LIMIT, Z_LIMIT)] * ctx.latent_dim, dim_order=s["order"],
+                          dim_labels=[_dim_label(s, d) for d in range(ctx.latent_dim)], key="live-z",
+                          extra={"caption": "decoder mean p(x | z), decoded in your browser", "step": 0.01},
+                          fallback_decode=lambda v: decode(ctx, v, label)[0])
+        if new is not None and new != z:
+            _store(new)
+    else:
+        _stock(ctx, s, label)
+    st.caption(f"‖z‖ = {np.linalg.norm(st.session_state['z']):.2f}  (typical for N(0, I): "
+               f"≈ √{ctx.latent_dim} = {np.sqrt(ctx.latent_dim):.1f})")
+    rerun_app_if_requested()

@@ -47,14 +47,14 @@ class AppServer:
         return self.log_path.read_text(errors="replace")
 
 
-def start_app(tmp_dir: Path, env: dict | None = None, timeout: float = 90.0) -> AppServer:
-    """Start streamlit on a free port; return once /_stcore/health answers ok."""
+def start_app(tmp_dir: Path, env: dict | None = None, timeout: float = 90.0, script: str = "app.py") -> AppServer:
+    """Start streamlit on ``script`` (relative to the repo root) on a free port; return once /_stcore/health answers ok."""
     port = free_port()
     log_path = tmp_dir / f"streamlit-{port}.log"
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     full_env.setdefault("VAE_EXPLORER_CACHE", str(tmp_dir / "cache"))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+        [sys.executable, "-m", "streamlit", "run", script, "--server.headless", "true",
          "--server.port", str(port), "--server.address", "127.0.0.1",
          "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
         cwd=ROOT, env=full_env, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT)
