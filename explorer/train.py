@@ -182,8 +182,13 @@ def fit(model: VAE, images: np.ndarray, labels: np.ndarray | None, cfg: TrainCon
 
 
 def train_and_save(model_cfg: ModelConfig, train_cfg: TrainConfig, out_path, *, data_dir=None,
-                   on_epoch=None, should_stop=None, on_batch=None, on_status=None, overwrite: bool = False):
-    """Load data, fit, evaluate, save a checkpoint with its metrics -> (path, meta). Used by CLI and jobs."""
+                   on_epoch=None, should_stop=None, on_batch=None, on_status=None, overwrite: bool = False,
+                   on_model=None):
+    """Load data, fit, evaluate, save a checkpoint with its metrics -> (path, meta). Used by CLI and jobs.
+
+    ``on_model(model)`` is called once with the freshly built model before training (e.g. so that
+    ``on_epoch`` can draw samples from it); it must not modify the model.
+    """
     from . import checkpoints
     from .data import load_dataset
     from .evaluate import evaluate
@@ -200,6 +205,8 @@ def train_and_save(model_cfg: ModelConfig, train_cfg: TrainConfig, out_path, *, 
     status(f"test data: {test.source}")
     torch.manual_seed(train_cfg.seed)
     model = VAE(model_cfg).to(dev)
+    if on_model is not None:
+        on_model(model)
     res = fit(model, train.images, train.labels, train_cfg, test=(test.images, test.labels),
               on_epoch=on_epoch, should_stop=should_stop, on_batch=on_batch)
     status(f"evaluating log p(x) with k={train_cfg.eval_k} ...")

@@ -10,6 +10,7 @@ from explorer.latent import interpolate
 
 from .common import decode, label_picker, show_strip
 from .context import Ctx
+from .live import cached_payload, live_scrubber
 from .sidebar import request_app_rerun
 
 MODES = {"slerp": "spherical (slerp)", "linear": "linear"}
@@ -114,9 +115,15 @@ def render(ctx: Ctx) -> None:
     st.caption("‖z‖ along the path: " + " ".join(f"{v:.1f}" for v in norms)
                + f"  (a sample of N(0, I) has ‖z‖ ≈ {np.sqrt(ctx.latent_dim):.1f})")
     gif = _gif(frames, ms)
-    g1, g2 = st.columns([1, 2])
+    g1, g2, g3 = st.columns([2, 1, 1])
     with g1:
-        st.image(gif, caption="animation (there and back)", width=28 * 6)
+        st.markdown("**Scrub along the path**")
+        live_scrubber(cached_payload(ctx.path, ctx.fingerprint), [za.tolist(), zb.tolist()], mode=mode, label=label,
+                      key="interp-scrub", slider_label="Position from A to B",
+                      extra={"display_px": 168, "caption": "decoded in your browser as you drag", "report_ms": 1000})
     with g2:
+        st.markdown("**Animation**")
+        st.image(gif, caption="there and back", width=28 * 6)
+    with g3:
         st.download_button("⬇️ Download GIF", gif, file_name=f"interpolation-{mode}-{steps}.gif", mime="image/gif",
                            key="interp_gif_download", on_click="ignore")

@@ -88,7 +88,7 @@ def test_one_trains_the_other_waits_and_both_get_the_model(training_app, browser
 
         # A's latent sliders keep working while the job runs
         before = digit_src(a)
-        slider = a.locator("[data-testid='stMain'] [role='slider']").first
+        slider = a.locator("[data-testid='stMain']").get_by_role("slider").first
         slider.focus()
         for _ in range(6):
             a.keyboard.press("ArrowRight")

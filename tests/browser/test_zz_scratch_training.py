@@ -88,7 +88,7 @@ def test_one_trains_the_other_waits_and_both_get_the_model(training_app, browser
 
         # A's latent sliders keep working while the job runs
         before = digit_src(a)
-        slider = a.locator("[data-testid='stMain'] [role='slider']").first
+        slider = a.locator("[data-testid='stMain']").get_by_role("slider").first
         slider.focus()
         for _ in range(6):
             a.keyboard.press("ArrowRight")
@@ -111,7 +111,14 @@ def test_one_trains_the_other_waits_and_both_get_the_model(training_app, browser
         a.locator(SIDEBAR).get_by_role("button", name="Switch to it").click()  # A switches to it
         a.wait_for_function(f"() => decodeURIComponent(location.search).includes('ckpt=user/{NAME}')",
                             timeout=60_000)
-        a.locator(SIDEBAR).get_by_text(f"user/{NAME}").first.wait_for(timeout=60_000)
+        try:
+            a.locator(SIDEBAR).get_by_text(f"user/{NAME}").first.wait_for(timeout=20_000)
+        except Exception:
+            a.screenshot(path="/tmp/scratch/fail_a.png")
+            a.locator(SIDEBAR).screenshot(path="/tmp/scratch/fail_a_sb.png")
+            print(a.url)
+            print(a.locator(SIDEBAR).inner_text()[:1500])
+            raise
         a.locator(MAIN_DIGIT).first.wait_for(timeout=120_000)
     finally:
         ctx_a.close()
