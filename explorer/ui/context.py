@@ -52,6 +52,9 @@ def test_codes(path: str, fingerprint: str, dataset: str, data_env: str | None) 
     """Encoder means and log-variances of the test images: {mu (N, z), logvar (N, z)}."""
     model, _ = load_model(path, fingerprint)
     data = load_test_data(dataset, data_env)
+    if not len(data["labels"]):
+        z = model.config.latent_dim
+        return {"mu": np.zeros((0, z), np.float32), "logvar": np.zeros((0, z), np.float32)}
     mu, logvar = encode_images(model, data["images"], data["labels"])
     return {"mu": mu, "logvar": logvar}
 
