@@ -14,8 +14,8 @@ def main() -> None:
         st.title("VAE Explorer")
         st.error("There is no usable model. See the sidebar for what went wrong.")
         return
-    tabs = st.tabs(["🎚️ Latent sliders", "🔀 Interpolation", "🗺️ Latent map", "🧮 Reconstruction & ELBO",
-                    "✏️ Draw your own", "🔢 Choose the digit", "📈 How likely?", "📊 Which dimensions matter"])
+    tabs = st.tabs(["Latent sliders", "Interpolation", "Latent map", "Reconstruction & ELBO", "Draw your own",
+                    "Choose the digit", "How likely?", "Dimensions"])
     with tabs[0]:
         sliders.render(ctx)
     with tabs[1]:

@@ -133,7 +133,10 @@ def fit(model: VAE, images: np.ndarray, labels: np.ndarray | None, cfg: TrainCon
 
         test_x = model_inputs(model, test[0][:test_size], seed=0).to(dev)
         test_y = torch.as_tensor(np.asarray(test[1][:test_size]), device=dev).long() if model.config.conditional else None
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    try:  # one fused kernel per step instead of a loop over parameters: ~10-20% faster on a CPU
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=True)
+    except (RuntimeError, TypeError):
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     n = len(data)
     steps_per_epoch = math.ceil(n / cfg.batch_size)
     total_steps = cfg.epochs * steps_per_epoch

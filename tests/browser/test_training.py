@@ -24,6 +24,7 @@ APP_SCRIPT = "app.py"
 NAME = "classroom-run"
 MAIN_DIGIT = "[data-testid='stMain'] [data-testid='stImage'] img"
 SIDEBAR = "[data-testid='stSidebar']"
+PICKER = "input[aria-label='Model (checkpoint)']"
 STARTED_BY_ALICE = re.compile(r"^Started by alice")  # the status line under the progress bar
 
 
@@ -105,13 +106,14 @@ def test_one_trains_the_other_waits_and_both_get_the_model(training_app, browser
         assert changed_at < rec["finished_at"], "the slider was moved after the job had already ended"
         assert (ckpts / "user" / f"{NAME}.safetensors").is_file()
         assert b.locator(SIDEBAR).get_by_text(f"Trained {NAME}").is_visible()
-        b.locator(SIDEBAR).get_by_role("combobox").first.click()  # B's picker lists it
+        b.locator(SIDEBAR).get_by_role("combobox", name="Model (checkpoint)").click()  # B's picker lists it
         b.get_by_role("option", name=f"user/{NAME}").wait_for(timeout=30_000)
         b.keyboard.press("Escape")
         a.locator(SIDEBAR).get_by_role("button", name="Switch to it").click()  # A switches to it
         a.wait_for_function(f"() => decodeURIComponent(location.search).includes('ckpt=user/{NAME}')",
                             timeout=60_000)
-        a.locator(SIDEBAR).get_by_text(f"user/{NAME}").first.wait_for(timeout=60_000)
+        a.wait_for_function(f"(name) => {{ const el = document.querySelector(\"{SIDEBAR} {PICKER}\"); "
+                            "return el && el.value.startsWith(name); }", arg=f"user/{NAME}", timeout=60_000)
         a.locator(MAIN_DIGIT).first.wait_for(timeout=120_000)
     finally:
         ctx_a.close()
