@@ -14,24 +14,12 @@ def main() -> None:
         st.title("VAE Explorer")
         st.error("There is no usable model. See the sidebar for what went wrong.")
         return
-    tabs = st.tabs(["Latent sliders", "Interpolation", "Latent map", "Reconstruction & ELBO", "Draw your own",
-                    "Choose the digit", "How likely?", "Dimensions"])
-    with tabs[0]:
-        sliders.render(ctx)
-    with tabs[1]:
-        interpolation.render(ctx)
-    with tabs[2]:
-        latent_map.render(ctx)
-    with tabs[3]:
-        theory.render(ctx)
-    with tabs[4]:
-        draw.render(ctx)
-    with tabs[5]:
-        conditional.render(ctx)
-    with tabs[6]:
-        density.render(ctx)
-    with tabs[7]:
-        dims.render(ctx)
+    panels = {"Latent sliders": sliders, "Interpolation": interpolation, "Latent map": latent_map,
+              "Reconstruction & ELBO": theory, "Draw your own": draw, "Choose the digit": conditional,
+              "How likely?": density, "Dimensions": dims}
+    for tab, panel in zip(st.tabs(list(panels)), panels.values()):
+        with tab:
+            panel.render(ctx)
 
 
 main()

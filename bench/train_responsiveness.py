@@ -66,7 +66,11 @@ def start_training(page, epochs: int) -> None:
     sb.get_by_role("textbox", name="Your name").fill("bench")
     sb.get_by_role("button", name="Start training").click()
     # measure only while it trains (past spawning and data loading)
-    sb.get_by_text(re.compile(r"epoch [1-9][0-9]*/[0-9]+")).first.wait_for(timeout=180_000)
+    try:
+        sb.get_by_text(re.compile(r"epoch [1-9][0-9]*/[0-9]+")).first.wait_for(timeout=180_000)
+    except Exception:
+        print("the job did not reach its first epoch; the sidebar says:\n" + sb.inner_text(), file=sys.stderr)
+        raise
     sb.get_by_text("Train a new model").click()  # fold the form away again
 
 

@@ -92,6 +92,7 @@ class TrainConfig:
     batch_size: int = 128
     lr: float = 1e-3
     augment: bool = True  # small random affine transforms (the offline training set is small)
+    augment_strength: float = 1.0  # scales the transforms: 1 = up to 10 deg, 10% scale, 2 px shift, 0.1 shear
     warmup_epochs: int = 5  # linear KL warm-up from 0 to beta over these epochs (0: none)
     seed: int = 0
     device: str = "auto"  # "auto", "cpu", "cuda", ...
@@ -107,6 +108,7 @@ class TrainConfig:
         _check_range("batch_size", self.batch_size, 1, 4096)
         _check_range("lr", self.lr, 1e-6, 1.0, (int, float))
         _check_range("warmup_epochs", self.warmup_epochs, 0, 1000)
+        _check_range("augment_strength", self.augment_strength, 0.0, 3.0, (int, float))
         _check_range("seed", self.seed, 0, 2**31 - 1)
         _check_range("eval_k", self.eval_k, 1, 100_000)
         if self.limit is not None:

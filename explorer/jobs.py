@@ -50,6 +50,7 @@ STALE_TMP_S = 60.0  # temp files older than this in the user folder belong to no
 HEARTBEAT_S = 10.0  # the record of a running job is rewritten at least this often
 STALE_RECORD_S = 120.0  # a "running" record not rewritten for this long is from a dead server
 SERVER_DIED = "server stopped during training"
+NICE = 10  # CPU priority of the training process (higher is lower priority)
 
 
 class JobRefused(RuntimeError):
@@ -160,6 +161,10 @@ def _worker(conn, stop, model_cfg: dict, train_cfg: dict, out_path: str, data_di
     ``stop`` is the read end of the stop pipe: readable (a byte, or EOF because the server died)
     means stop.
     """
+    try:
+        os.nice(NICE)  # background work: the server and the browsers come first
+    except (AttributeError, OSError):
+        pass
     import torch
 
     torch.set_num_threads(1)  # the server keeps the other core(s)
@@ -179,12 +184,7 @@ def _worker(conn, stop, model_cfg: dict, train_cfg: dict, out_path: str, data_di
         except OSError:
             return True
 
-    mc = ModelConfig.from_dict(model_cfg)
-    tc = TrainConfig(**train_cfg)
-    state = {"model": None, "t0": None, "last": 0.0}
-    z_gen = torch.Generator().manual_seed(1234)
-    z_fixed = torch.randn(N_SAMPLES, mc.latent_dim, generator=z_gen)  # same codes every epoch
-    y_fixed = torch.arange(N_SAMPLES) % mc.num_classes if mc.conditional else None
+    state = {"model": None, "t0": None, "last": 0.0, "z": None, "y": None}
 
     def on_model(model) -> None:
         state["model"] = model
@@ -197,8 +197,8 @@ def _worker(conn, stop, model_cfg: dict, train_cfg: dict, out_path: str, data_di
         if model is None:
             return None
         dev = next(model.parameters()).device
-        y = None if y_fixed is None else y_fixed.to(dev)
-        x = model.decode(z_fixed.to(dev), y)[:, 0].clamp(0, 1).cpu().numpy()
+        y = None if state["y"] is None else state["y"].to(dev)
+        x = model.decode(state["z"].to(dev), y)[:, 0].clamp(0, 1).cpu().numpy()
         return (x * 255 + 0.5).astype(np.uint8)
 
     def on_batch(step: int, total: int) -> None:
@@ -217,6 +217,11 @@ def _worker(conn, stop, model_cfg: dict, train_cfg: dict, out_path: str, data_di
         send("status", message=msg, phase="evaluating" if msg.startswith("evaluating") else None)
 
     try:
+        mc = ModelConfig.from_dict(model_cfg)
+        tc = TrainConfig(**train_cfg)
+        # the same prior codes every epoch, so the grid shows the decoder learning
+        state["z"] = torch.randn(N_SAMPLES, mc.latent_dim, generator=torch.Generator().manual_seed(1234))
+        state["y"] = torch.arange(N_SAMPLES) % mc.num_classes if mc.conditional else None
         send("phase", phase="loading data")
         path, meta = train_and_save(mc, tc, out_path, data_dir=data_dir, on_epoch=on_epoch,
                                     should_stop=should_stop, on_batch=on_batch, on_status=on_status,
@@ -349,7 +354,8 @@ class JobManager:
         self.record_path = self.user_dir / RECORD_NAME
         self._job: Job | None = None
         self._proc: subprocess.Popen | None = None
-        self._stop_fd: int | None = None  # write end of the stop pipe
+        self._stop_fds: dict[str, int] = {}  # job id -> write end of its stop pipe, until its child ended
+        self._record_lock = threading.Lock()
         self._monitor: threading.Thread | None = None
         self._cancel_requested = False
         self._recover()
@@ -378,19 +384,23 @@ class JobManager:
                 job.error = f"{SERVER_DIED} (at epoch {job.epoch}/{job.epochs}); nothing was saved"
                 job.message = job.error
                 job.phase = "finished"
-                if _pid_alive(job.child_pid) and job.child_pid != os.getpid():
-                    pass  # an orphaned child notices its parent is gone and stops by itself
+                # an orphaned child sees its stop pipe close with the old server and stops by itself
                 _remove_temp_files(self.user_dir, job.name, since=job.started_at - 1)
+                self._job = job
                 self._write_record(job)
         self._job = job
         _remove_temp_files(self.user_dir, older_than=STALE_TMP_S)
 
     def _write_record(self, job: Job) -> None:
-        try:
-            self.user_dir.mkdir(parents=True, exist_ok=True)
-            _write_json_atomic(self.record_path, job.record())
-        except OSError as e:
-            log.warning("cannot write the job record %s: %s", self.record_path, e)
+        """Persist ``job`` as the folder's record (only the current job: an older one never overwrites it)."""
+        with self._record_lock:
+            if job is not self._job:
+                return
+            try:
+                self.user_dir.mkdir(parents=True, exist_ok=True)
+                _write_json_atomic(self.record_path, job.record())
+            except OSError as e:
+                log.warning("cannot write the job record %s: %s", self.record_path, e)
 
     # -- public API
 
@@ -458,7 +468,8 @@ class JobManager:
                       message="starting the training process ...")
             proc, recv, stop_fd = self._spawn(job, data_dir)
             job.child_pid = proc.pid
-            self._job, self._proc, self._stop_fd, self._cancel_requested = job, proc, stop_fd, False
+            self._job, self._proc, self._cancel_requested = job, proc, False
+            self._stop_fds[job.id] = stop_fd
             _ACTIVE = job
             self._write_record(job)
             self._monitor = threading.Thread(target=self._watch, args=(job, proc, recv), daemon=True,
@@ -494,9 +505,10 @@ class JobManager:
             self._cancel_requested = True
             job.state = "cancelling"
             job.message = "cancelling ..."
-            if self._stop_fd is not None:
+            stop_fd = self._stop_fds.get(job.id)
+            if stop_fd is not None:
                 try:
-                    os.write(self._stop_fd, b"x")
+                    os.write(stop_fd, b"x")
                 except OSError:
                     pass
         try:
@@ -599,9 +611,9 @@ class JobManager:
                 proc.kill()
                 proc.wait(1.0)
             with _LOCK:
-                if self._proc is proc and self._stop_fd is not None:
-                    os.close(self._stop_fd)
-                    self._stop_fd = None
+                stop_fd = self._stop_fds.pop(job.id, None)
+                if stop_fd is not None:
+                    os.close(stop_fd)
             self._settle(job, proc)
             with _LOCK:
                 if _ACTIVE is job:

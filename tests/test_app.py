@@ -19,12 +19,6 @@ pytestmark = pytest.mark.slow
 def run_app(query: dict | None = None, env_ckpt_dir: Path | None = None, monkeypatch=None) -> AppTest:
     if env_ckpt_dir is not None:
         monkeypatch.setenv("VAE_EXPLORER_CHECKPOINTS", str(env_ckpt_dir))
-        import explorer.ui.context as c
-
-        monkeypatch.setattr(c, "CHECKPOINT_DIR", env_ckpt_dir)
-        import explorer.ui.sidebar as s
-
-        monkeypatch.setattr(s, "CHECKPOINT_DIR", env_ckpt_dir)
     at = AppTest.from_file(APP, default_timeout=180)
     at.query_params["live"] = "0"  # stock sliders: AppTest does not run custom components
     for k, v in (query or {}).items():

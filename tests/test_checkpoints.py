@@ -10,7 +10,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from conftest import make_model
+from tests.conftest import make_model
 from explorer import checkpoints
 from explorer.checkpoints import FORMAT, CheckpointError, list_checkpoints, load, safe_name, save
 from explorer.config import ModelConfig

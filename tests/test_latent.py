@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_model
+from tests.conftest import make_model
 from explorer import latent
 from explorer.model import elbo_terms, gaussian_kl
 

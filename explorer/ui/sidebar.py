@@ -7,7 +7,9 @@ import os
 
 import streamlit as st
 
-from .context import CHECKPOINT_DIR, Ctx, list_checkpoints, load_test_data
+from explorer.checkpoints import CheckpointError
+
+from .context import Ctx, checkpoint_dir, list_checkpoints, load_model, load_test_data
 
 Z_LIMIT = 4.0  # slider range is [-Z_LIMIT, Z_LIMIT]
 
@@ -30,7 +32,7 @@ def _label(c: dict) -> str:
 def _rel_name(c: dict) -> str:
     """Checkpoint name relative to the checkpoints folder, e.g. 'mnist-z16' or 'user/my-run'."""
     try:
-        rel = os.path.relpath(c["path"], CHECKPOINT_DIR)
+        rel = os.path.relpath(c["path"], checkpoint_dir())
     except ValueError:
         return c["name"]
     return rel[: -len(".safetensors")] if rel.endswith(".safetensors") else rel
@@ -89,7 +91,7 @@ def render() -> Ctx | None:
     sb.caption("A **variational autoencoder** squeezes each image into a few numbers *z* (the encoder), "
                "learns to draw the image back from them (the decoder), and keeps *z* close to a standard "
                "normal so that *any* z decodes to something plausible.")
-    entries = list_checkpoints(str(CHECKPOINT_DIR))
+    entries = list_checkpoints(str(checkpoint_dir()))
     valid = [c for c in entries if c["error"] is None]
     invalid = [c for c in entries if c["error"] is not None]
     if invalid:
@@ -97,7 +99,7 @@ def render() -> Ctx | None:
             for c in invalid:
                 st.markdown(f"**{_rel_name(c)}**: {c['error']}")
     if not valid:
-        sb.error(f"No usable checkpoint in {CHECKPOINT_DIR}. Train one below or restore checkpoints/.")
+        sb.error(f"No usable checkpoint in {checkpoint_dir()}. Train one below or restore checkpoints/.")
         return None
     names = [_rel_name(c) for c in valid]
     wanted = st.query_params.get("ckpt")
@@ -115,6 +117,16 @@ def render() -> Ctx | None:
                         format_func=lambda n: _label(by_name[n]),
                         help="Every valid file in checkpoints/. Trained models appear here too.")
     c = by_name[name]
+    try:  # the listing is cached for 30 s: the file may have been overwritten since
+        load_model(c["path"], c["fingerprint"])
+    except CheckpointError as e:
+        if not st.session_state.get("_relisted"):
+            st.session_state["_relisted"] = True
+            list_checkpoints.clear()  # list it again: now as broken, and the picker falls back
+            st.rerun()
+        sb.error(str(e))
+        return None
+    st.session_state.pop("_relisted", None)
     st.query_params["ckpt"] = name
     ctx = Ctx(path=c["path"], fingerprint=c["fingerprint"], meta=c["meta"])
     _sync_z(ctx)

@@ -30,6 +30,9 @@ DATASETS = {"mnist": "MNIST", "fashion": "Fashion-MNIST"}
 LIKELIHOODS = {"bernoulli": "Bernoulli (binary pixels)", "gaussian": "Gaussian (grey levels, σ below)"}
 FIELDS = ("dataset", "latent_dim", "hidden", "likelihood", "sigma", "beta", "conditional", "epochs", "lr",
           "batch_size", "augment", "limit", "name", "owner", "token")
+FIELD_LABELS = {"dataset": "Dataset", "latent_dim": "Latent dimensions", "hidden": "Hidden layer widths",
+                "sigma": "σ", "beta": "β", "epochs": "Epochs", "batch_size": "Batch size", "lr": "Learning rate",
+                "limit": "Limit training images", "name": "Name of the new model", "token": "Admin token"}
 _CHECKED_SOURCES: set[str] = set()  # datasets whose source someone looked up (the lookup is cached)
 
 
@@ -106,8 +109,8 @@ def _ago(t: float | None) -> str:
 
 def _field_error(field: str) -> None:
     msg = st.session_state.get("train_errors", {}).get(field)
-    if msg:
-        st.error(msg, icon="⚠️")
+    if msg:  # named, since Epochs and Batch size share one row and show their errors under it
+        st.error(f"{FIELD_LABELS[field]}: {msg}" if field in FIELD_LABELS else msg, icon="⚠️")
 
 
 # the form
@@ -197,27 +200,54 @@ def _form(manager: jobs.JobManager, token: str | None, busy: dict | None) -> Non
 # the status area
 
 
-def _curves(history: list[dict]) -> None:
-    """Train and test curves of -ELBO, reconstruction and KL per epoch (three small plotly charts)."""
+def _curves_figure(history: list[dict]):
+    """-ELBO, reconstruction and KL per epoch, train and test: one plotly figure with three panels."""
     import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
 
     epochs = [h["epoch"] for h in history]
-    for title, col in (("−ELBO (nats)", "loss"), ("reconstruction (nats)", "rec"), ("KL (nats)", "kl")):
-        fig = go.Figure()
-        for split in ("train", "test"):
+    titles = ("−ELBO (nats)", "reconstruction", "KL")
+    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.09, subplot_titles=titles)
+    for row, col in enumerate(("loss", "rec", "kl"), start=1):
+        for split, color in (("train", "#1f77b4"), ("test", "#ff7f0e")):
             ys = [h.get(f"{split}_{col}") for h in history]
             if any(y is not None for y in ys):
-                fig.add_scatter(x=epochs, y=ys, name=split, mode="lines+markers")
-        fig.update_layout(title=dict(text=title, font_size=12), height=170, margin=dict(l=0, r=0, t=28, b=0),
-                          legend=dict(orientation="h", y=1.18, x=1, xanchor="right"),
-                          xaxis=dict(tickformat="d", title=None))
-        st.plotly_chart(fig, config={"displayModeBar": False, "staticPlot": True}, key=f"train_curve_{col}")
+                fig.add_scatter(x=epochs, y=ys, name=split, mode="lines+markers", line_color=color,
+                                legendgroup=split, showlegend=row == 1, row=row, col=1)
+    fig.update_layout(height=380, margin=dict(l=0, r=0, t=40, b=0), font_size=11,
+                      legend=dict(orientation="h", y=1.12, x=1, xanchor="right"))
+    fig.update_annotations(font_size=12)
+    fig.update_xaxes(tickformat="d")
+    fig.update_xaxes(title_text="epoch", row=3, col=1)
+    return fig
+
+
+def _samples_png(samples: np.ndarray) -> bytes:
+    grid = tile(np.asarray(samples, np.float32) / 255.0, cols=4, pad=1, pad_value=0.3)
+    return png_bytes(grid, scale=2)
+
+
+# Every open page polls the job once a second: build its figure and picture once per epoch, for all.
+_RENDERED: dict[str, tuple[tuple, object]] = {}
+
+
+def _rendered(kind: str, key: tuple, make):
+    hit = _RENDERED.get(kind)
+    if hit is None or hit[0] != key:
+        hit = (key, make())
+        _RENDERED[kind] = hit
+    return hit[1]
+
+
+def _curves(snap: dict) -> None:
+    fig = _rendered("curves", (snap["id"], len(snap["history"])), lambda: _curves_figure(snap["history"]))
+    st.plotly_chart(fig, config={"displayModeBar": False, "staticPlot": True}, key="train_curves")
 
 
 def _samples(snap: dict) -> None:
     if snap["samples"] is not None:
-        grid = tile(np.asarray(snap["samples"], np.float32) / 255.0, cols=4, pad=1, pad_value=0.3)
-        st.image(png_bytes(grid, scale=2), caption=f"Samples from the prior after epoch {snap['samples_epoch']}")
+        png = _rendered("samples", (snap["id"], snap["samples_epoch"]), lambda: _samples_png(snap["samples"]))
+        st.image(png, caption=f"Samples from the prior after epoch {snap['samples_epoch']}")
 
 
 def _switch_to(rel: str) -> None:
@@ -240,7 +270,7 @@ def _running(manager: jobs.JobManager, snap: dict, token: str | None) -> None:
     st.progress(float(snap["progress"]), text=f"Training **{snap['name']}**: {phase}")
     st.caption(f"Started by **{snap['owner']}** {_ago(snap['started_at'])} ago. {snap['message']}")
     if snap["history"]:
-        _curves(snap["history"])
+        _curves(snap)
     _samples(snap)
     if token:
         st.text_input("Admin token to cancel", type="password", key="train_cancel_token")
@@ -268,7 +298,7 @@ def _finished(snap: dict, checkpoint_dir: Path) -> None:
         st.info(f"Training **{snap['name']}** (by {snap['owner']}) was cancelled; nothing was saved.")
     if snap["history"]:
         with st.expander("Training curves"):
-            _curves(snap["history"])
+            _curves(snap)
             _samples(snap)
     if st.button("Dismiss", key="train_dismiss", type="tertiary"):
         st.session_state["train_dismissed"] = snap["id"]

@@ -1,0 +1,475 @@
+"""Many people at once: N headless-browser sessions on one server while one model trains in it.
+
+One chromium, one browser context (a separate person: own cookies, own websocket, own Streamlit
+session) per session, all driven concurrently with playwright's async API against one
+``streamlit run app.py`` on loopback, started on a temp copy of checkpoints/ (so the repository's
+folder is never written). Before the measured window, session 0 starts ONE training job through
+the sidebar form (the form's default model, 1000 epochs so that it outlasts the window; it is
+cancelled with the Cancel button at the end). Then, for ``--seconds``, every session repeats, with
+a think time of ``--think`` s (uniform 0.5x..1.5x) between actions:
+
+- move a latent slider with the keyboard. Even-numbered sessions use ``?live=0`` (stock st.slider:
+  key press -> server rerun -> new decoded <img> loaded); odd ones the live sliders (decoded in the
+  page: key press -> new frame painted, and key press -> the server has the new z, seen as the
+  URL's z changing);
+- click a dot of the latent map (a random dot that is the nearest one to its own position) ->
+  "Test image #i" and its image shown;
+- change the interpolation's Steps slider -> the new strip <img> loaded.
+
+Times run from the browser's own keydown/pointerdown event (performance.now(), polled every
+20 ms) to the update. Errors (must be 0): uncaught page errors, exceptions shown in the page
+(``[data-testid=stException]``), actions that timed out (``--timeout``), tracebacks in the
+server's log. The server process's peak RSS (VmRSS sampled every 0.5 s, and VmHWM) and CPU (from
+/proc/<pid>/stat), the training process's CPU, and the machine's busy CPU are read from /proc.
+The same scenario runs first with 1 session (on a fresh server), then with N.
+
+    .venv/bin/python bench/load.py [--sessions 20] [--seconds 60] [--think 1.0] [--no-baseline] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import re
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, start_app, stop_app  # noqa: E402
+
+SHARED_MNIST = ROOT.parent / "shared" / "data" / "mnist"
+SIDEBAR = "[data-testid='stSidebar']"
+MAIN = "[data-testid='stMain']"
+POLL_MS = 20
+JOB_NAME = "load-bench"
+ACTIONS = {  # key -> row label in the table
+    "stock": "stock slider: key -> new digit <img>",
+    "live_paint": "live slider: key -> frame painted",
+    "live_server": "live slider: key -> server has z",
+    "map": "map click -> test image shown",
+    "interp": "interp. steps -> new strip <img>",
+    "open": "open page -> first digit",
+}
+
+# Helpers installed in every page before its scripts run. Only the selected tab's panel is in the DOM.
+INIT_JS = """
+(() => {
+  const B = window.__load = { t0: null, armed: false };
+  const mark = () => { if (B.armed && B.t0 === null) B.t0 = performance.now(); };
+  document.addEventListener("keydown", mark, true);
+  document.addEventListener("pointerdown", mark, true);
+  B.arm = () => { B.t0 = null; B.armed = true; };
+  B.since = () => (B.t0 === null ? null : Math.max(performance.now() - B.t0, 0.01));
+  B.panel = () => document.querySelector("[data-testid='stMain'] [data-testid='stTabPanel']");
+  B.img = () => { const p = B.panel(); return p && p.querySelector("[data-testid='stImage'] img"); };
+  B.loaded = (i) => !!i && i.complete && i.naturalWidth > 0;
+  B.shadow = (sel) => {
+    for (const h of document.querySelectorAll("[data-testid='stBidiComponentIsolated']")) {
+      const r = h.shadowRoot && h.shadowRoot.querySelector(sel);
+      if (r) return r;
+    }
+    return null;
+  };
+  B.map = () => B.shadow(".vm-root");
+  B.live = () => B.shadow(".live-latent");
+  B.mapReady = () => { const r = B.map(); return !!r && r.dataset.ready === "1" && r.dataset.atlas === "ready"; };
+  B.pickDot = (prev) => {  // a random on-screen dot that is the nearest one to its own position
+    const r = B.map(); if (!r) return null;
+    const v = r.mapView;
+    for (let t = 0; t < 500; t++) {
+      const i = Math.floor(Math.random() * v.n);
+      if (i === prev) continue;
+      const [sx, sy] = v.toScreen(v.X[i], v.Y[i]);
+      if (sx < 20 || sy < 20 || sx > v.W - 20 || sy > v.H - 20 || v.nearest(sx, sy) !== i) continue;
+      const p = v.screenPosition(i);
+      if (p && p.y > 5 && p.y < innerHeight - 5) return { index: i, x: p.x, y: p.y };
+    }
+    return null;
+  };
+})();
+"""
+
+
+# helpers
+
+
+def pct(xs: list[float], q: float) -> float | None:
+    if not xs:
+        return None
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
+
+
+def proc_status(pid: int, key: str) -> int | None:
+    """A kB field of /proc/<pid>/status (VmRSS, VmHWM) in bytes."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """utime + stime of a process, in seconds."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def machine_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs since boot."""
+    vals = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = vals[3] + (vals[4] if len(vals) > 4 else 0)
+    return sum(vals) - idle, sum(vals)
+
+
+def children(pid: int) -> list[int]:
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if int((d / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    out.append(int(d.name))
+            except (OSError, ValueError, IndexError):
+                pass
+    return out
+
+
+def app_script(tmp: Path, script: str) -> tuple[str, str]:
+    """The script to run, and a note. If it does not place the training panel yet, a wrapper that runs it
+    and then adds the panel (the same call app.py will make) is written into ``tmp``."""
+    if "render_training_sidebar" in (ROOT / script).read_text():
+        return script, ""
+    wrapper = tmp / "app_with_training.py"
+    wrapper.write_text(f"import runpy, sys\nsys.path.insert(0, {str(ROOT)!r})\n"
+                       f"runpy.run_path({str(ROOT / script)!r}, run_name='__main__')\n"
+                       "from explorer.ui.context import checkpoint_dir\n"
+                       "from explorer.ui.train_panel import render_training_sidebar\n"
+                       "render_training_sidebar(checkpoint_dir())\n")
+    return str(wrapper), f" ({script} does not place the training panel yet: a wrapper adds it)"
+
+
+@dataclass
+class Result:
+    sessions: int
+    seconds: float = 0.0
+    samples: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in ACTIONS})
+    page_errors: list[str] = field(default_factory=list)
+    exceptions: list[str] = field(default_factory=list)
+    timeouts: list[str] = field(default_factory=list)
+    driver_errors: list[str] = field(default_factory=list)
+    server_tracebacks: int = 0
+    server_rss_peak: int = 0
+    server_hwm: int | None = None
+    server_cpu: float | None = None  # cores, averaged over the window
+    trainer_cpu: float | None = None
+    trainer_rss_peak: int = 0
+    machine_busy: float | None = None  # fraction of all cores
+    job: dict = field(default_factory=dict)
+
+    @property
+    def errors(self) -> int:
+        return len(self.page_errors) + len(self.exceptions) + len(self.timeouts) + self.server_tracebacks
+
+
+# one person
+
+
+class Session:
+    def __init__(self, index: int, browser, url: str, res: Result, timeout_ms: int, think: float) -> None:
+        self.index, self.browser, self.res, self.timeout, self.think = index, browser, res, timeout_ms, think
+        self.live = index % 2 == 1
+        self.url = url + "/?ckpt=mnist-z16" + ("" if self.live else "&live=0")
+        self.rng = random.Random(index)
+        self.step = 0
+        self.counts: dict[str, int] = {}
+        self.last_dot = -1
+
+    def count(self, kind: str) -> int:
+        """How many times this session did ``kind`` before."""
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+        return self.counts[kind] - 1
+
+    async def open(self) -> None:
+        self.ctx = await self.browser.new_context(viewport={"width": 1400, "height": 1000})
+        await self.ctx.add_init_script(INIT_JS)
+        self.page = await self.ctx.new_page()
+        self.page.on("pageerror", lambda e: self.res.page_errors.append(f"session {self.index}: {e}"))
+        t0 = time.perf_counter()
+        await self.page.goto(self.url, timeout=self.timeout)
+        await self.first_digit()
+        self.res.samples["open"].append(time.perf_counter() - t0)
+
+    async def first_digit(self) -> None:
+        ready = "() => __load.live()?.dataset.frames > 0" if self.live else "() => __load.loaded(__load.img())"
+        await self.wait(ready)
+
+    async def wait(self, js: str, arg=None):
+        handle = await self.page.wait_for_function(js, arg=arg, polling=POLL_MS, timeout=self.timeout)
+        return await handle.json_value()
+
+    async def tab(self, name: str) -> None:
+        tab = self.page.get_by_role("tab", name=name)
+        if await tab.get_attribute("aria-selected") != "true":
+            await tab.click(timeout=self.timeout)
+        if name == "Latent sliders":
+            await self.first_digit()
+        elif name == "Latent map":
+            await self.wait("() => __load.mapReady()")
+        else:
+            await self.wait("() => __load.loaded(__load.img())")
+
+    async def press(self, locator, key: str) -> None:
+        await locator.focus(timeout=self.timeout)
+        await self.page.evaluate("() => __load.arm()")
+        await self.page.keyboard.press(key)
+
+    # the actions
+
+    async def slider(self) -> None:
+        await self.tab("Latent sliders")
+        k = self.count("slider")
+        key = "ArrowRight" if k % 2 == 0 else "ArrowLeft"  # a small back-and-forth walk on dims 0, 1, 2
+        if self.live:
+            dim = self.page.locator(".live-latent input[type=range]").nth(k // 2 % 3)
+            frames = await self.page.evaluate("() => __load.live().dataset.frames")
+            search = await self.page.evaluate("() => location.search")
+            await self.press(dim, key)
+            self.res.samples["live_paint"].append(await self.wait(
+                "f => __load.live()?.dataset.frames !== f ? __load.since() : null", frames) / 1e3)
+            self.res.samples["live_server"].append(await self.wait(
+                "s => location.search !== s ? __load.since() : null", search) / 1e3)
+        else:
+            dim = self.page.locator(MAIN).get_by_role("slider").nth(k // 2 % 3)
+            src = await self.page.evaluate("() => __load.img().src")
+            await self.press(dim, key)
+            self.res.samples["stock"].append(await self.wait(
+                "b => { const i = __load.img(); return i && i.src !== b && __load.loaded(i) ? __load.since() : null; }",
+                src) / 1e3)
+
+    async def map_click(self) -> None:
+        await self.tab("Latent map")
+        dot = await self.page.evaluate("p => __load.pickDot(p)", self.last_dot)
+        if dot is None:
+            raise RuntimeError("no clickable dot on the map")
+        self.last_dot = dot["index"]
+        await self.page.evaluate("() => __load.arm()")
+        await self.page.mouse.click(dot["x"], dot["y"])
+        self.res.samples["map"].append(await self.wait(
+            "i => { const p = __load.panel(); return p && new RegExp('Test image #' + i + '\\\\b').test(p.innerText)"
+            " && __load.loaded(__load.img()) ? __load.since() : null; }", dot["index"]) / 1e3)
+
+    async def interpolation(self) -> None:
+        await self.tab("Interpolation")
+        steps = self.page.locator(MAIN).get_by_role("slider", name="Steps")
+        src = await self.page.evaluate("() => __load.img().src")
+        await self.press(steps, "ArrowRight" if self.count("interp") % 2 == 0 else "ArrowLeft")
+        self.res.samples["interp"].append(await self.wait(
+            "b => { const i = __load.img(); return i && i.src !== b && __load.loaded(i) ? __load.since() : null; }",
+            src) / 1e3)
+
+    async def check_page(self) -> None:
+        shown = self.page.locator("[data-testid='stException']")
+        if await shown.count():
+            text = (await shown.first.inner_text())[:300]
+            self.res.exceptions.append(f"session {self.index}: {text}")
+
+    async def run(self, t_end: float) -> None:
+        from playwright.async_api import TimeoutError as PWTimeout
+
+        actions = [("slider", self.slider), ("map", self.map_click), ("slider", self.slider),
+                   ("interpolation", self.interpolation)]
+        while time.monotonic() < t_end:
+            name, act = actions[self.step % len(actions)]
+            try:
+                await act()
+                await self.check_page()
+            except PWTimeout:
+                self.res.timeouts.append(f"session {self.index}: {name} (step {self.step})")
+                await self.recover()
+            except Exception as e:  # noqa: BLE001 - a broken driver must show, not stop the run
+                self.res.driver_errors.append(f"session {self.index}: {name}: {type(e).__name__}: {e}"[:300])
+                await self.recover()
+            self.step += 1
+            await asyncio.sleep(self.think * self.rng.uniform(0.5, 1.5))
+
+    async def recover(self) -> None:
+        try:
+            await self.page.goto(self.url, timeout=self.timeout)
+            await self.first_digit()
+        except Exception as e:  # noqa: BLE001
+            self.res.driver_errors.append(f"session {self.index}: reload failed: {e}"[:300])
+
+    # the training job (session 0 only)
+
+    async def start_training(self) -> None:
+        sb = self.page.locator(SIDEBAR)
+        await sb.get_by_text("Train a new model").click()
+        await sb.get_by_role("spinbutton", name="Epochs").fill("1000")
+        await sb.get_by_role("textbox", name="Name of the new model").fill(JOB_NAME)
+        await sb.get_by_role("textbox", name="Your name").fill("bench")
+        await sb.get_by_role("button", name="Start training").click()
+        # measure only once it trains (past spawning and loading the data)
+        await sb.get_by_text(re.compile(r"epoch [1-9][0-9]*/1000")).first.wait_for(timeout=300_000)
+        await sb.get_by_text("Train a new model").click()  # fold the form away
+
+    async def cancel_training(self) -> None:
+        sb = self.page.locator(SIDEBAR)
+        await sb.get_by_role("button", name="Cancel training").click(timeout=self.timeout)
+        await sb.get_by_text("was cancelled").wait_for(timeout=self.timeout)
+
+
+# one scenario: a fresh server, a training job, N sessions
+
+
+async def monitor(pid: int, res: Result, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        res.server_rss_peak = max(res.server_rss_peak, proc_status(pid, "VmRSS") or 0)
+        for c in children(pid):
+            res.trainer_rss_peak = max(res.trainer_rss_peak, proc_status(c, "VmRSS") or 0)
+        try:
+            await asyncio.wait_for(stop.wait(), 0.5)
+        except asyncio.TimeoutError:
+            pass
+
+
+async def scenario(pw, n: int, a, tmp: Path) -> Result:
+    res = Result(sessions=n)
+    ckpts = tmp / f"checkpoints-{n}"
+    shutil.copytree(ROOT / "checkpoints", ckpts, ignore=shutil.ignore_patterns("user", ".*"))
+    env = {"VAE_EXPLORER_CHECKPOINTS": str(ckpts), "VAE_EXPLORER_ADMIN_TOKEN": ""}
+    if SHARED_MNIST.is_dir() and "VAE_EXPLORER_DATA" not in os.environ:
+        env["VAE_EXPLORER_DATA"] = str(SHARED_MNIST)
+    script, note = app_script(tmp, a.script)
+    print(f"[{n} session(s)] starting {a.script}{note} on a copy of checkpoints/ ...", flush=True)
+    server = start_app(tmp, env=env, script=script, timeout=180)
+    browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+    stop = asyncio.Event()
+    mon = asyncio.create_task(monitor(server.proc.pid, res, stop))
+    sessions = [Session(i, browser, server.url, res, a.timeout * 1000, a.think) for i in range(n)]
+    try:
+        await sessions[0].open()
+        t = time.perf_counter()
+        await sessions[0].start_training()
+        print(f"[{n} session(s)] training job running after {time.perf_counter() - t:.0f} s; opening the other "
+              f"{n - 1} page(s) at once ...", flush=True)
+        opened = await asyncio.gather(*(s.open() for s in sessions[1:]), return_exceptions=True)
+        for s, o in zip(sessions[1:], opened):
+            if isinstance(o, Exception):
+                res.timeouts.append(f"session {s.index}: open: {type(o).__name__}: {str(o)[:200]}")
+        live = [s for s, o in zip(sessions, [None, *opened]) if not isinstance(o, Exception)]
+        print(f"[{n} session(s)] {len(live)} page(s) up; measuring for {a.seconds} s ...", flush=True)
+        cpu0, trainer = cpu_seconds(server.proc.pid), children(server.proc.pid)
+        tcpu0 = sum(cpu_seconds(c) or 0 for c in trainer)
+        busy0, total0 = machine_ticks()
+        t0 = time.monotonic()
+        await asyncio.gather(*(s.run(t0 + a.seconds) for s in live))
+        res.seconds = time.monotonic() - t0
+        res.server_cpu = (cpu_seconds(server.proc.pid) - cpu0) / res.seconds
+        res.trainer_cpu = (sum(cpu_seconds(c) or 0 for c in trainer) - tcpu0) / res.seconds if trainer else None
+        busy1, total1 = machine_ticks()
+        res.machine_busy = (busy1 - busy0) / max(1, total1 - total0)
+        record = ckpts / "user" / "job.json"
+        res.job = json.loads(record.read_text()) if record.is_file() else {}
+        res.job = {k: res.job.get(k) for k in ("state", "epoch", "epochs", "name")}
+        await sessions[0].cancel_training()
+    finally:
+        stop.set()
+        await mon
+        res.server_hwm = proc_status(server.proc.pid, "VmHWM")
+        await browser.close()
+        stop_app(server)
+        res.server_tracebacks = server.log().count("Traceback (most recent call last)")
+        if res.server_tracebacks:
+            print(server.log()[-3000:], file=sys.stderr)
+    return res
+
+
+# the report
+
+
+def fmt_ms(v: float | None) -> str:
+    return "—" if v is None else f"{v * 1e3:.0f}"
+
+
+def table(results: list[Result], a) -> str:
+    cols = [f"N={r.sessions}" for r in results]
+    w = 36
+    lines = [f"{'':<{w}}" + "".join(f"{c:>22}" for c in cols),
+             f"{'action (p50 / p95 ms, n)':<{w}}" + "".join(f"{'p50':>7}{'p95':>8}{'n':>7}" for _ in results)]
+    for key, label in ACTIONS.items():
+        row = f"{label:<{w}}"
+        for r in results:
+            xs = r.samples[key]
+            row += f"{fmt_ms(pct(xs, .5)):>7}{fmt_ms(pct(xs, .95)):>8}{len(xs):>7}"
+        lines.append(row)
+    def line(label, f):
+        return f"{label:<{w}}" + "".join(f"{f(r):>22}" for r in results)
+    mib = 2**20
+    lines += [
+        line("actions per session per minute", lambda r: f"{sum(len(r.samples[k]) for k in ('stock', 'live_paint', 'map', 'interp')) / max(1, r.sessions) / max(r.seconds, 1e-9) * 60:.1f}"),
+        line("errors (page / shown / timeouts / log)", lambda r: f"{len(r.page_errors)} / {len(r.exceptions)} / {len(r.timeouts)} / {r.server_tracebacks}"),
+        line("server peak RSS, MiB (VmHWM)", lambda r: f"{r.server_rss_peak / mib:.0f} ({(r.server_hwm or 0) / mib:.0f})"),
+        line("server CPU, cores (avg)", lambda r: f"{r.server_cpu:.2f}" if r.server_cpu is not None else "—"),
+        line("training process CPU, cores", lambda r: f"{r.trainer_cpu:.2f}" if r.trainer_cpu is not None else "—"),
+        line("training process peak RSS, MiB", lambda r: f"{r.trainer_rss_peak / mib:.0f}"),
+        line("machine CPU busy (all cores)", lambda r: f"{r.machine_busy:.0%}" if r.machine_busy is not None else "—"),
+        line("job at the end (state, epoch)", lambda r: f"{r.job.get('state')}, {r.job.get('epoch')}/{r.job.get('epochs')}"),
+    ]
+    return "\n".join(lines)
+
+
+async def amain(a) -> list[Result]:
+    from playwright.async_api import async_playwright
+
+    counts = ([1] if a.baseline and a.sessions != 1 else []) + [a.sessions]
+    tmp = Path(tempfile.mkdtemp(prefix="bench-load-"))
+    results = []
+    try:
+        async with async_playwright() as pw:
+            for n in counts:
+                results.append(await scenario(pw, n, a, tmp))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return results
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sessions", type=int, default=20, help="concurrent browser sessions")
+    p.add_argument("--seconds", type=float, default=60.0, help="length of the measured window")
+    p.add_argument("--think", type=float, default=1.0, help="mean pause between a session's actions, s")
+    p.add_argument("--timeout", type=float, default=180.0, help="seconds before an action counts as timed out")
+    p.add_argument("--no-baseline", dest="baseline", action="store_false", help="skip the 1-session run")
+    p.add_argument("--script", default="app.py", help="the app to run (relative to the repo root)")
+    p.add_argument("--json", type=Path, default=None, help="also write every sample here")
+    a = p.parse_args()
+    results = asyncio.run(amain(a))
+    print(f"\nload: {os.cpu_count()} cores; {a.seconds:.0f} s per run; think time {a.think:.1f} s mean; even sessions "
+          f"?live=0 (stock sliders), odd ones live sliders; one training job running throughout (form defaults, "
+          f"1000 epochs, cancelled at the end); times from the browser's key/pointer event, polled every {POLL_MS} ms")
+    print(table(results, a))
+    for r in results:
+        for kind in ("page_errors", "exceptions", "timeouts", "driver_errors"):
+            for e in getattr(r, kind)[:5]:
+                print(f"  N={r.sessions} {kind}: {e}")
+    if a.json:
+        a.json.write_text(json.dumps([r.__dict__ for r in results], indent=1, default=str))
+    return 1 if any(r.errors or r.driver_errors for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
