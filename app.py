@@ -5,11 +5,14 @@ import streamlit as st
 st.set_page_config(page_title="VAE Explorer", page_icon="🔢", layout="wide")
 
 from explorer.ui import conditional, density, dims, draw, interpolation, latent_map, sidebar, sliders, theory  # noqa: E402,E501
+from explorer.ui.context import checkpoint_dir  # noqa: E402
+from explorer.ui.train_panel import render_training_sidebar  # noqa: E402
 
 
 def main() -> None:
     ctx = sidebar.render()
     st.session_state.pop("_rerun_app", None)  # this full run shows every panel's new state anyway
+    render_training_sidebar(checkpoint_dir())
     if ctx is None:
         st.title("VAE Explorer")
         st.error("There is no usable model. See the sidebar for what went wrong.")
