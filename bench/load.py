@@ -60,7 +60,7 @@ ACTIONS = {  # key -> row label in the table
     "open": "open page -> first digit",
 }
 
-# Helpers installed in every page before its scripts run. Only the selected tab's panel is in the DOM.
+# Helpers installed in every page before its scripts run.
 INIT_JS = """
 (() => {
   const B = window.__load = { t0: null, armed: false };
@@ -69,7 +69,14 @@ INIT_JS = """
   document.addEventListener("pointerdown", mark, true);
   B.arm = () => { B.t0 = null; B.armed = true; };
   B.since = () => (B.t0 === null ? null : Math.max(performance.now() - B.t0, 0.01));
-  B.panel = () => document.querySelector("[data-testid='stMain'] [data-testid='stTabPanel']");
+  B.panel = () => {  // the selected tab's panel (the others, once rendered, stay in the DOM, hidden)
+    const tab = document.querySelector("[data-testid='stMain'] [role='tab'][aria-selected='true']");
+    const p = tab && document.getElementById(tab.getAttribute("aria-controls"));
+    if (p) return p;
+    for (const q of document.querySelectorAll("[data-testid='stMain'] [data-testid='stTabPanel']"))
+      if (q.offsetParent !== null) return q;
+    return null;
+  };
   B.img = () => { const p = B.panel(); return p && p.querySelector("[data-testid='stImage'] img"); };
   B.loaded = (i) => !!i && i.complete && i.naturalWidth > 0;
   B.shadow = (sel) => {
@@ -136,16 +143,46 @@ def machine_ticks() -> tuple[int, int]:
     return sum(vals) - idle, sum(vals)
 
 
-def children(pid: int) -> list[int]:
-    out = []
+def parents() -> dict[int, int]:
+    """pid -> parent pid of every process."""
+    out = {}
     for d in Path("/proc").iterdir():
         if d.name.isdigit():
             try:
-                if int((d / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                    out.append(int(d.name))
+                out[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
             except (OSError, ValueError, IndexError):
                 pass
     return out
+
+
+def children(pid: int) -> list[int]:
+    return [c for c, p in parents().items() if p == pid]
+
+
+def tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants."""
+    kids: dict[int, list[int]] = {}
+    for c, p in parents().items():
+        kids.setdefault(p, []).append(c)
+    out, todo = [], [pid]
+    while todo:
+        q = todo.pop()
+        out.append(q)
+        todo += kids.get(q, [])
+    return out
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds used so far by ``pid`` and its live descendants."""
+    return sum(cpu_seconds(q) or 0.0 for q in tree(pid))
+
+
+def machine_load(seconds: float = 5.0) -> float:
+    """Cores kept busy by everything except this process's tree, over ``seconds``."""
+    b0, t0, own0 = *machine_ticks(), tree_cpu(os.getpid())
+    time.sleep(seconds)
+    b1, t1, own1 = *machine_ticks(), tree_cpu(os.getpid())
+    return max(0.0, (b1 - b0) / max(1, t1 - t0) * os.cpu_count() - (own1 - own0) / seconds)
 
 
 def app_script(tmp: Path, script: str) -> tuple[str, str]:
@@ -177,6 +214,8 @@ class Result:
     server_cpu: float | None = None  # cores, averaged over the window
     trainer_cpu: float | None = None
     trainer_rss_peak: int = 0
+    browser_cpu: float | None = None  # chromium + playwright + this script, cores
+    other_cpu: float | None = None  # everything else on the machine, cores
     machine_busy: float | None = None  # fraction of all cores
     job: dict = field(default_factory=dict)
 
@@ -372,16 +411,20 @@ async def scenario(pw, n: int, a, tmp: Path) -> Result:
                 res.timeouts.append(f"session {s.index}: open: {type(o).__name__}: {str(o)[:200]}")
         live = [s for s, o in zip(sessions, [None, *opened]) if not isinstance(o, Exception)]
         print(f"[{n} session(s)] {len(live)} page(s) up; measuring for {a.seconds} s ...", flush=True)
-        cpu0, trainer = cpu_seconds(server.proc.pid), children(server.proc.pid)
-        tcpu0 = sum(cpu_seconds(c) or 0 for c in trainer)
+        pid, me = server.proc.pid, os.getpid()
+        cpu0, trainer = cpu_seconds(pid), children(pid)
+        tcpu0, own0 = sum(cpu_seconds(c) or 0 for c in trainer), tree_cpu(me)
         busy0, total0 = machine_ticks()
         t0 = time.monotonic()
         await asyncio.gather(*(s.run(t0 + a.seconds) for s in live))
-        res.seconds = time.monotonic() - t0
-        res.server_cpu = (cpu_seconds(server.proc.pid) - cpu0) / res.seconds
-        res.trainer_cpu = (sum(cpu_seconds(c) or 0 for c in trainer) - tcpu0) / res.seconds if trainer else None
+        res.seconds = secs = time.monotonic() - t0
         busy1, total1 = machine_ticks()
+        res.server_cpu = (cpu_seconds(pid) - cpu0) / secs
+        res.trainer_cpu = (sum(cpu_seconds(c) or 0 for c in trainer) - tcpu0) / secs if trainer else None
+        own = (tree_cpu(me) - own0) / secs
+        res.browser_cpu = own - res.server_cpu - (res.trainer_cpu or 0)
         res.machine_busy = (busy1 - busy0) / max(1, total1 - total0)
+        res.other_cpu = max(0.0, res.machine_busy * os.cpu_count() - own)
         record = ckpts / "user" / "job.json"
         res.job = json.loads(record.read_text()) if record.is_file() else {}
         res.job = {k: res.job.get(k) for k in ("state", "epoch", "epochs", "name")}
@@ -426,6 +469,8 @@ def table(results: list[Result], a) -> str:
         line("server CPU, cores (avg)", lambda r: f"{r.server_cpu:.2f}" if r.server_cpu is not None else "—"),
         line("training process CPU, cores", lambda r: f"{r.trainer_cpu:.2f}" if r.trainer_cpu is not None else "—"),
         line("training process peak RSS, MiB", lambda r: f"{r.trainer_rss_peak / mib:.0f}"),
+        line("browser + driver CPU, cores", lambda r: f"{r.browser_cpu:.2f}" if r.browser_cpu is not None else "—"),
+        line("other load on the machine, cores", lambda r: f"{r.other_cpu:.2f}" if r.other_cpu is not None else "—"),
         line("machine CPU busy (all cores)", lambda r: f"{r.machine_busy:.0%}" if r.machine_busy is not None else "—"),
         line("job at the end (state, epoch)", lambda r: f"{r.job.get('state')}, {r.job.get('epoch')}/{r.job.get('epochs')}"),
     ]
@@ -436,6 +481,9 @@ async def amain(a) -> list[Result]:
     from playwright.async_api import async_playwright
 
     counts = ([1] if a.baseline and a.sessions != 1 else []) + [a.sessions]
+    other = machine_load()
+    print(f"other load on the machine before the run: {other:.2f} of {os.cpu_count()} cores"
+          + ("  (busy: the figures will include its effect)" if other > 0.25 else ""), flush=True)
     tmp = Path(tempfile.mkdtemp(prefix="bench-load-"))
     results = []
     try:

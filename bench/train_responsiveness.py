@@ -1,18 +1,19 @@
 """Latent-slider latency while a model trains in the background, measured in headless chromium.
 
 One server on a temp copy of checkpoints/, one page with the stock sliders (``?live=0``: every key
-press is a server rerun that decodes a new digit). Three phases in one run:
+press is a server rerun that decodes a new digit). The run alternates, ``--cycles`` times:
 
-1. no job;
-2. a training job started from that page's sidebar (the form's default model on the offline
-   training digits, 200 epochs so it outlasts the phase), measured once it is past data loading;
-   the page's own status fragment polls the job every second meanwhile;
-3. no job again, after cancelling it with the Cancel button (shows how much is drift or noise).
+- no job: ``--n`` key presses;
+- a training job started from that page's sidebar (the form's default model on the offline
+  training digits, 200 epochs so it outlasts the phase), measured once it is past data loading,
+  while the page's own status fragment polls the job every second: ``--n`` key presses; then it is
+  cancelled with the Cancel button.
 
-Each sample: focus a latent slider, press ArrowRight/ArrowLeft, wait until the decoded image's
-``src`` changes. Prints p50/p95 per phase and the ratio p50(job) / p50(no job); target <= 1.5.
+Alternating spreads any drift in the machine's load over both conditions. Each sample: focus a
+latent slider, press ArrowRight/ArrowLeft, wait until the decoded image's ``src`` changes. Prints
+p50/p95 per condition and the ratio p50(job) / p50(no job); target <= 1.5.
 
-    .venv/bin/python bench/train_responsiveness.py [--n 40] [--script app.py]
+    .venv/bin/python bench/train_responsiveness.py [--n 20] [--cycles 3] [--script app.py]
 """
 
 from __future__ import annotations
@@ -58,15 +59,14 @@ def slider_latencies(page, n: int, rng: random.Random) -> list[float]:
     return out
 
 
-def start_training(page, epochs: int) -> None:
+def start_training(page, epochs: int, name: str) -> None:
     sb = page.locator(SIDEBAR)
     sb.get_by_text("Train a new model").click()
     sb.get_by_role("spinbutton", name="Epochs").fill(str(epochs))
-    sb.get_by_role("textbox", name="Name of the new model").fill("bench-run")
+    sb.get_by_role("textbox", name="Name of the new model").fill(name)
     sb.get_by_role("textbox", name="Your name").fill("bench")
     sb.get_by_role("button", name="Start training").click()
-    # measure only while it trains (past spawning and data loading)
-    try:
+    try:  # measure only while it trains (past spawning and data loading)
         sb.get_by_text(re.compile(r"epoch [1-9][0-9]*/[0-9]+")).first.wait_for(timeout=180_000)
     except Exception:
         print("the job did not reach its first epoch; the sidebar says:\n" + sb.inner_text(), file=sys.stderr)
@@ -74,9 +74,17 @@ def start_training(page, epochs: int) -> None:
     sb.get_by_text("Train a new model").click()  # fold the form away again
 
 
+def cancel_training(page) -> None:
+    sb = page.locator(SIDEBAR)
+    sb.get_by_role("button", name="Cancel training").click()
+    sb.get_by_text("was cancelled").wait_for(timeout=60_000)
+    sb.get_by_role("button", name="Start training").wait_for(state="attached", timeout=60_000)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--n", type=int, default=40, help="key presses per phase")
+    p.add_argument("--n", type=int, default=20, help="key presses per phase")
+    p.add_argument("--cycles", type=int, default=3, help="no-job / job alternations")
     p.add_argument("--epochs", type=int, default=200, help="epochs of the background job (it is cancelled)")
     p.add_argument("--script", default="app.py", help="the app to run (relative to the repo root)")
     a = p.parse_args()
@@ -89,7 +97,8 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench-train-"))
     ckpts = tmp / "checkpoints"
     shutil.copytree(ROOT / "checkpoints", ckpts, ignore=shutil.ignore_patterns("user", ".*"))
-    results: dict[str, list[float]] = {}
+    results: dict[str, list[float]] = {"no job": [], "training": []}
+    epochs_reached = []
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         server = start_app(tmp, env={"VAE_EXPLORER_CHECKPOINTS": str(ckpts), "VAE_EXPLORER_ADMIN_TOKEN": ""},
@@ -101,26 +110,27 @@ def main() -> int:
             wait_for_app(page, timeout=180_000)
             page.locator("[data-testid='stMain']").get_by_role("slider").first.wait_for(timeout=180_000)
             slider_latencies(page, 5, rng)  # warm-up: caches, first reruns
-            results["no job"] = slider_latencies(page, a.n, rng)
-            start_training(page, a.epochs)
-            results["training"] = slider_latencies(page, a.n, rng)
-            job = json.loads((ckpts / "user" / "job.json").read_text())
-            still = job["state"] == "running"
-            page.locator(SIDEBAR).get_by_role("button", name="Cancel training").click()
-            page.locator(SIDEBAR).get_by_text("was cancelled").wait_for(timeout=60_000)
-            results["no job, after"] = slider_latencies(page, a.n, rng)
+            for cycle in range(a.cycles):
+                results["no job"] += slider_latencies(page, a.n, rng)
+                start_training(page, a.epochs, f"bench-run-{cycle}")
+                results["training"] += slider_latencies(page, a.n, rng)
+                job = json.loads((ckpts / "user" / "job.json").read_text())
+                assert job["state"] == "running", f"the job ended during its phase: {job['state']}"
+                epochs_reached.append(job["epoch"])
+                cancel_training(page)
+                print(f"cycle {cycle + 1}/{a.cycles} done", file=sys.stderr)
         finally:
             stop_app(server)
             browser.close()
             shutil.rmtree(tmp, ignore_errors=True)
-    print(f"slider key press -> new decoded digit, {a.n} presses per phase (headless chromium, ?live=0)")
-    print(f"{'phase':<16}{'p50 ms':>9}{'p95 ms':>9}{'mean ms':>9}")
+    print(f"slider key press -> new decoded digit; {a.cycles} x {a.n} presses per condition, alternating "
+          f"(headless chromium, ?live=0)")
+    print(f"{'condition':<12}{'p50 ms':>9}{'p95 ms':>9}{'mean ms':>9}")
     for name, xs in results.items():
-        print(f"{name:<16}{pct(xs, .5) * 1e3:9.0f}{pct(xs, .95) * 1e3:9.0f}{statistics.mean(xs) * 1e3:9.0f}")
-    base = statistics.median(results["no job"] + results["no job, after"])
-    ratio = pct(results["training"], .5) / base
-    ratio95 = pct(results["training"], .95) / pct(results["no job"] + results["no job, after"], .95)
-    print(f"job still running at the end of its phase: {still}; it was at epoch {job['epoch']}/{job['epochs']}")
+        print(f"{name:<12}{pct(xs, .5) * 1e3:9.0f}{pct(xs, .95) * 1e3:9.0f}{statistics.mean(xs) * 1e3:9.0f}")
+    ratio = pct(results["training"], .5) / pct(results["no job"], .5)
+    ratio95 = pct(results["training"], .95) / pct(results["no job"], .95)
+    print(f"the job was running throughout each of its phases (reached epochs {epochs_reached})")
     print(f"ratio p50 training / p50 no job: {ratio:.2f}x  (p95: {ratio95:.2f}x; target <= 1.5x)")
     return 0
 

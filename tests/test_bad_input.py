@@ -37,7 +37,7 @@ pytestmark = pytest.mark.skipif(not (SHIPPED / f"{DEFAULT}.safetensors").is_file
 
 
 def use_folder(folder: Path, monkeypatch) -> None:
-    """Point the app at ``folder`` as its checkpoints folder (read from the environment on each run)."""
+    """Point the app at ``folder`` as its checkpoints folder (it reads the variable on every run)."""
     monkeypatch.setenv("VAE_EXPLORER_CHECKPOINTS", str(folder))
 
 
@@ -241,6 +241,14 @@ def test_z_in_another_script_and_out_of_range_is_clipped(ckpt_dir, monkeypatch):
     assert_still_works(at)
 
 
+@pytest.fixture(scope="module")
+def shipped_copy(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("shipped")
+    for p in SHIPPED.glob("*.safetensors"):
+        shutil.copy(p, folder)
+    return folder
+
+
 SHIPPED_DIMS = {p.stem: int(checkpoints.read_meta(p)["config"]["latent_dim"])
                 for p in sorted(SHIPPED.glob("*.safetensors"))}
 TRICKY = ["", " ", "..", "../../etc/passwd", "mnist-z2", "mnist-cvae-z8", DEFAULT, "nan", "inf", "-0", "1e999",
@@ -253,8 +261,9 @@ queries = hs.dictionaries(hs.sampled_from(["ckpt", "z", "label", "live", "unknow
 @pytest.mark.slow
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(query=queries)
-def test_any_query_string_renders_a_valid_model(query, monkeypatch):
+def test_any_query_string_renders_a_valid_model(query, shipped_copy, monkeypatch):
     """Whatever the link holds: no exception, a real checkpoint, a code of its size inside the slider range."""
+    use_folder(shipped_copy, monkeypatch)
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
     for k, v in query.items():
         at.query_params[k] = v
