@@ -104,3 +104,19 @@ def cached_coords(codes: np.ndarray, method: str, key: str, *, seed: int = 0,
     except OSError:
         pass  # a read-only cache folder only costs speed
     return coords, False
+
+
+# for a worker process (the app runs projections off its own process)
+
+
+def worker_init() -> None:
+    """Initializer of a projection worker process: one thread, numba's cache in a writable folder."""
+    import torch
+
+    torch.set_num_threads(1)
+    ensure_numba_cache()
+
+
+def project_to_cache(codes: np.ndarray, method: str, key: str) -> np.ndarray:
+    """``cached_coords(...)[0]``, as a picklable top-level function for a process pool."""
+    return cached_coords(codes, method, key)[0]

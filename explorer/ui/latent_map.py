@@ -1,8 +1,9 @@
 """The latent map: test-image codes projected to 2-D (PCA, UMAP, t-SNE), coloured by class.
 
-PCA is instant. UMAP and t-SNE run in a background thread shared by all sessions (one per map
-key), with their results cached on disk per checkpoint + data source, so the page never waits on
-them and the next visit or app start is instant.
+PCA is instant. UMAP and t-SNE run in one worker *process* shared by all sessions (one job per map
+key; a process, because UMAP's JIT compile would otherwise hold the server's GIL for a minute),
+with their results cached on disk per checkpoint + data source, so the page never waits on them and
+the next visit or app start is instant.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from __future__ import annotations
 import functools
 import os
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+import multiprocessing
+from concurrent.futures import Future, ProcessPoolExecutor
 
 import numpy as np
 import streamlit as st
@@ -34,12 +36,9 @@ MAP_KEY = "latent-map"
 
 
 @st.cache_resource
-def _pool() -> tuple[ThreadPoolExecutor, dict]:
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="projection"), {}
-
-
-def _project(codes: np.ndarray, method: str, key: str) -> np.ndarray:
-    return embed.cached_coords(codes, method, key)[0]
+def _pool() -> tuple[ProcessPoolExecutor, dict]:
+    ctx = multiprocessing.get_context("spawn")
+    return ProcessPoolExecutor(max_workers=1, mp_context=ctx, initializer=embed.worker_init), {}
 
 
 def projection(ctx: Ctx, method: str, n: int) -> tuple[np.ndarray | None, dict]:
@@ -55,7 +54,12 @@ def projection(ctx: Ctx, method: str, n: int) -> tuple[np.ndarray | None, dict]:
     fkey = f"{method}|{key}"
     fut: Future | None = futures.get(fkey)
     if fut is None or (fut.done() and fut.exception() is not None and st.session_state.get("map_retry")):
-        fut = pool.submit(_project, codes, method, key)
+        try:
+            fut = pool.submit(embed.project_to_cache, codes, method, key)
+        except RuntimeError:  # a broken pool (its worker was killed): start a fresh one
+            _pool.clear()
+            pool, futures = _pool()
+            fut = pool.submit(embed.project_to_cache, codes, method, key)
         fut.started = time.time()  # type: ignore[attr-defined]
         futures[fkey] = fut
     if fut.done():
