@@ -400,11 +400,20 @@ async def scenario(pw, n: int, a, tmp: Path) -> Result:
     mon = asyncio.create_task(monitor(server.proc.pid, res, stop))
     sessions = [Session(i, browser, server.url, res, a.timeout * 1000, a.think) for i in range(n)]
     try:
+        # warm-up, not counted: one stock and one live page do each action once (the server's caches
+        # fill: the model, the test codes, the map, the live decoder payload)
+        for i in range(2):
+            w = Session(i, browser, server.url, Result(sessions=0), a.timeout * 1000, a.think)
+            await w.open()
+            for act in (w.slider, w.map_click, w.interpolation, w.slider):
+                await act()
+            await w.ctx.close()
         await sessions[0].open()
         t = time.perf_counter()
-        await sessions[0].start_training()
-        print(f"[{n} session(s)] training job running after {time.perf_counter() - t:.0f} s; opening the other "
-              f"{n - 1} page(s) at once ...", flush=True)
+        if a.job:
+            await sessions[0].start_training()
+            print(f"[{n} session(s)] training job running after {time.perf_counter() - t:.0f} s", flush=True)
+        print(f"[{n} session(s)] opening the other {n - 1} page(s) at once ...", flush=True)
         opened = await asyncio.gather(*(s.open() for s in sessions[1:]), return_exceptions=True)
         for s, o in zip(sessions[1:], opened):
             if isinstance(o, Exception):
@@ -428,7 +437,8 @@ async def scenario(pw, n: int, a, tmp: Path) -> Result:
         record = ckpts / "user" / "job.json"
         res.job = json.loads(record.read_text()) if record.is_file() else {}
         res.job = {k: res.job.get(k) for k in ("state", "epoch", "epochs", "name")}
-        await sessions[0].cancel_training()
+        if a.job:
+            await sessions[0].cancel_training()
     finally:
         stop.set()
         await mon
@@ -481,9 +491,11 @@ async def amain(a) -> list[Result]:
     from playwright.async_api import async_playwright
 
     counts = ([1] if a.baseline and a.sessions != 1 else []) + [a.sessions]
-    other = machine_load()
+    deadline = time.monotonic() + a.wait_quiet
+    while (other := machine_load()) > 0.25 and time.monotonic() < deadline:
+        print(f"other load on the machine: {other:.2f} cores; waiting for it to settle ...", flush=True)
     print(f"other load on the machine before the run: {other:.2f} of {os.cpu_count()} cores"
-          + ("  (busy: the figures will include its effect)" if other > 0.25 else ""), flush=True)
+          + ("  (busy: the figures include its effect)" if other > 0.25 else ""), flush=True)
     tmp = Path(tempfile.mkdtemp(prefix="bench-load-"))
     results = []
     try:
@@ -502,13 +514,17 @@ def main() -> int:
     p.add_argument("--think", type=float, default=1.0, help="mean pause between a session's actions, s")
     p.add_argument("--timeout", type=float, default=180.0, help="seconds before an action counts as timed out")
     p.add_argument("--no-baseline", dest="baseline", action="store_false", help="skip the 1-session run")
+    p.add_argument("--no-job", dest="job", action="store_false", help="no training job (for comparison)")
+    p.add_argument("--wait-quiet", type=float, default=0.0,
+                   help="wait up to this many seconds for other load on the machine to drop below 0.25 cores")
     p.add_argument("--script", default="app.py", help="the app to run (relative to the repo root)")
     p.add_argument("--json", type=Path, default=None, help="also write every sample here")
     a = p.parse_args()
     results = asyncio.run(amain(a))
     print(f"\nload: {os.cpu_count()} cores; {a.seconds:.0f} s per run; think time {a.think:.1f} s mean; even sessions "
-          f"?live=0 (stock sliders), odd ones live sliders; one training job running throughout (form defaults, "
-          f"1000 epochs, cancelled at the end); times from the browser's key/pointer event, polled every {POLL_MS} ms")
+          f"?live=0 (stock sliders), odd ones live sliders; "
+          + ("one training job running throughout (form defaults, 1000 epochs, cancelled at the end)" if a.job
+             else "no training job") + f"; times from the browser's key/pointer event, polled every {POLL_MS} ms")
     print(table(results, a))
     for r in results:
         for kind in ("page_errors", "exceptions", "timeouts", "driver_errors"):

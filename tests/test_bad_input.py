@@ -135,6 +135,7 @@ BROKEN = {  # case -> (maker, what the listed error must say)
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(BROKEN))
 def test_a_broken_checkpoint_is_listed_with_its_reason_and_a_link_to_it_falls_back(case, ckpt_dir, monkeypatch):
     make, reason = BROKEN[case]
@@ -153,6 +154,7 @@ def test_a_broken_checkpoint_is_listed_with_its_reason_and_a_link_to_it_falls_ba
     assert_still_works(at)
 
 
+@pytest.mark.slow
 def test_a_checkpoint_corrupted_while_the_app_runs(ckpt_dir, monkeypatch):
     """The chosen file is overwritten with garbage mid-session: the next run says so and switches model."""
     at = run_app({"ckpt": "mnist-z2"}, ckpt_dir, monkeypatch)
@@ -170,6 +172,7 @@ def test_a_checkpoint_corrupted_while_the_app_runs(ckpt_dir, monkeypatch):
     assert_still_works(at)
 
 
+@pytest.mark.slow
 def test_a_checkpoint_corrupted_before_the_listing_noticed(ckpt_dir, monkeypatch):
     """The listing (cached for 30 s) still calls a file valid that is now broken, and a session picks it:
     the app must say so instead of crashing in the model loader."""
@@ -187,6 +190,7 @@ def test_a_checkpoint_corrupted_before_the_listing_noticed(ckpt_dir, monkeypatch
 # hostile or nonsense links
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("wanted", ["../checkpoints/mnist-z2", str(SHIPPED / "mnist-z2"), "user/../mnist-z2",
                                     "mnist-z2.safetensors", "..", "./mnist-z2", "mnist-z2/", "%2e%2e%2fmnist-z2",
                                     "mnist-z2\x00", "MNIST-Z2", " mnist-z2"])
@@ -199,6 +203,7 @@ def test_a_link_to_a_path_instead_of_a_name_is_refused(wanted, ckpt_dir, monkeyp
     assert_still_works(at)
 
 
+@pytest.mark.slow
 def test_a_real_checkpoint_whose_name_contains_dots_is_usable(ckpt_dir, monkeypatch):
     (ckpt_dir / "user").mkdir()
     tiny_checkpoint(ckpt_dir / "user" / "v1..2.safetensors", latent_dim=3)
@@ -210,6 +215,7 @@ def test_a_real_checkpoint_whose_name_contains_dots_is_usable(ckpt_dir, monkeypa
     assert "which is not here" in sidebar_texts(at) and at.session_state["checkpoint"] == DEFAULT
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("query, message", [
     ({"label": "-1"}, "not a class 0-9"),
     ({"label": "10"}, "not a class 0-9"),
@@ -233,6 +239,7 @@ def test_nonsense_query_values_are_ignored_with_a_short_warning(query, message, 
     assert_still_works(at)
 
 
+@pytest.mark.slow
 def test_z_in_another_script_and_out_of_range_is_clipped(ckpt_dir, monkeypatch):
     """Digits from other scripts are numbers to Python; far-out values are clipped to the slider range."""
     at = run_app({"z": ",".join(["٣"] * 8 + ["-1e300"] * 8)}, ckpt_dir, monkeypatch)
@@ -328,6 +335,7 @@ def upload(at: AppTest, name: str, data: bytes) -> AppTest:
     return at.file_uploader(key="draw_upload").set_value((name, data, "image/png")).run()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(UPLOADS))
 def test_an_unusable_upload_says_why_and_the_app_carries_on(case, ckpt_dir, monkeypatch):
     name, make, message = UPLOADS[case]
