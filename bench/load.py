@@ -88,6 +88,14 @@ INIT_JS = """
   };
   B.map = () => B.shadow(".vm-root");
   B.live = () => B.shadow(".live-latent");
+  B.liveSynced = () => {  // the live sliders show the code the server has (the URL's z, 3 significant digits)
+    const r = B.live();
+    if (!r || !(r.dataset.frames > 0) || r.dataset.ready !== "1") return false;
+    const url = new URLSearchParams(location.search).get("z");
+    if (!url) return true;
+    const want = url.split(",").map(Number), got = JSON.parse(r.dataset.z || "[]");
+    return got.length === want.length && got.every((v, d) => Number(v.toPrecision(3)) === want[d]);
+  };
   B.mapReady = () => { const r = B.map(); return !!r && r.dataset.ready === "1" && r.dataset.atlas === "ready"; };
   B.pickDot = (prev) => {  // a random on-screen dot that is the nearest one to its own position
     const r = B.map(); if (!r) return null;
@@ -207,6 +215,7 @@ class Result:
     page_errors: list[str] = field(default_factory=list)
     exceptions: list[str] = field(default_factory=list)
     timeouts: list[str] = field(default_factory=list)
+    http_errors: list[str] = field(default_factory=list)
     driver_errors: list[str] = field(default_factory=list)
     server_tracebacks: int = 0
     server_rss_peak: int = 0
@@ -221,7 +230,8 @@ class Result:
 
     @property
     def errors(self) -> int:
-        return len(self.page_errors) + len(self.exceptions) + len(self.timeouts) + self.server_tracebacks
+        return (len(self.page_errors) + len(self.exceptions) + len(self.timeouts) + len(self.http_errors)
+                + self.server_tracebacks)
 
 
 # one person
@@ -236,6 +246,7 @@ class Session:
         self.step = 0
         self.counts: dict[str, int] = {}
         self.last_dot = -1
+        self.debug_dir: Path | None = None
 
     def count(self, kind: str) -> int:
         """How many times this session did ``kind`` before."""
@@ -247,13 +258,20 @@ class Session:
         await self.ctx.add_init_script(INIT_JS)
         self.page = await self.ctx.new_page()
         self.page.on("pageerror", lambda e: self.res.page_errors.append(f"session {self.index}: {e}"))
+        self.page.on("response", self.on_response)
         t0 = time.perf_counter()
         await self.page.goto(self.url, timeout=self.timeout)
         await self.first_digit()
         self.res.samples["open"].append(time.perf_counter() - t0)
 
+    def on_response(self, r) -> None:
+        if r.status >= 400:  # e.g. a media file (an <img>) removed before the page fetched it: a broken image
+            self.res.http_errors.append(f"session {self.index}: HTTP {r.status} {r.url.split('//', 1)[-1][:120]}")
+
     async def first_digit(self) -> None:
-        ready = "() => __load.live()?.dataset.frames > 0" if self.live else "() => __load.loaded(__load.img())"
+        # live: also wait until the sliders show the server's code (after a map click they take it when their
+        # tab is shown again; a key press before that would be overwritten by it)
+        ready = "() => __load.liveSynced()" if self.live else "() => __load.loaded(__load.img())"
         await self.wait(ready)
 
     async def wait(self, js: str, arg=None):
@@ -336,14 +354,33 @@ class Session:
             try:
                 await act()
                 await self.check_page()
-            except PWTimeout:
-                self.res.timeouts.append(f"session {self.index}: {name} (step {self.step})")
+            except PWTimeout as e:
+                where = str(e).splitlines()[0][:160]
+                self.res.timeouts.append(f"session {self.index} ({'live' if self.live else 'stock'}): {name} "
+                                         f"(step {self.step}): {where} | {await self.state()}")
+                if self.debug_dir:
+                    await self.page.screenshot(path=str(self.debug_dir / f"timeout-{self.index}-{self.step}.png"))
                 await self.recover()
             except Exception as e:  # noqa: BLE001 - a broken driver must show, not stop the run
                 self.res.driver_errors.append(f"session {self.index}: {name}: {type(e).__name__}: {e}"[:300])
                 await self.recover()
             self.step += 1
             await asyncio.sleep(self.think * self.rng.uniform(0.5, 1.5))
+
+    async def state(self) -> str:
+        """What the page shows now, in a line (for the report of a timeout)."""
+        try:
+            return await self.page.evaluate("""() => {
+              const tab = document.querySelector("[role='tab'][aria-selected='true']");
+              const p = __load.panel(), i = __load.img(), m = __load.map(), l = __load.live();
+              return [`tab=${tab && tab.textContent}`, `img=${i ? (__load.loaded(i) ? 'loaded' : 'loading') : 'none'}`,
+                      `map=${m ? m.dataset.ready + '/' + m.dataset.atlas + '/sel=' + m.dataset.selected : 'none'}`,
+                      `live=${l ? l.dataset.frames + '/ready=' + l.dataset.ready : 'none'}`,
+                      `running=${!!document.querySelector("[data-testid='stStatusWidget']")}`,
+                      `panel=${p ? p.innerText.replace(/\\s+/g, ' ').slice(0, 80) : 'none'}`].join(' ');
+            }""")
+        except Exception as e:  # noqa: BLE001
+            return f"(no state: {e})"[:200]
 
     async def recover(self) -> None:
         try:
@@ -399,6 +436,8 @@ async def scenario(pw, n: int, a, tmp: Path) -> Result:
     stop = asyncio.Event()
     mon = asyncio.create_task(monitor(server.proc.pid, res, stop))
     sessions = [Session(i, browser, server.url, res, a.timeout * 1000, a.think) for i in range(n)]
+    for s in sessions:
+        s.debug_dir = a.debug_dir
     try:
         # warm-up, not counted: one stock and one live page do each action once (the server's caches
         # fill: the model, the test codes, the map, the live decoder payload)
@@ -458,6 +497,11 @@ def fmt_ms(v: float | None) -> str:
     return "—" if v is None else f"{v * 1e3:.0f}"
 
 
+def actions(r: Result) -> int:
+    """Actions completed in the window (a live slider move counts once)."""
+    return sum(len(r.samples[k]) for k in ("stock", "live_paint", "map", "interp"))
+
+
 def table(results: list[Result], a) -> str:
     cols = [f"N={r.sessions}" for r in results]
     w = 36
@@ -473,10 +517,13 @@ def table(results: list[Result], a) -> str:
         return f"{label:<{w}}" + "".join(f"{f(r):>22}" for r in results)
     mib = 2**20
     lines += [
-        line("actions per session per minute", lambda r: f"{sum(len(r.samples[k]) for k in ('stock', 'live_paint', 'map', 'interp')) / max(1, r.sessions) / max(r.seconds, 1e-9) * 60:.1f}"),
-        line("errors (page / shown / timeouts / log)", lambda r: f"{len(r.page_errors)} / {len(r.exceptions)} / {len(r.timeouts)} / {r.server_tracebacks}"),
+        line("actions per session per minute", lambda r: f"{actions(r) / max(1, r.sessions) / max(r.seconds, 1e-9) * 60:.1f}"),
+        line("errors: page/shown/timeout/HTTP/log", lambda r: f"{len(r.page_errors)}/{len(r.exceptions)}/{len(r.timeouts)}/"
+             f"{len(r.http_errors)}/{r.server_tracebacks}"),
         line("server peak RSS, MiB (VmHWM)", lambda r: f"{r.server_rss_peak / mib:.0f} ({(r.server_hwm or 0) / mib:.0f})"),
         line("server CPU, cores (avg)", lambda r: f"{r.server_cpu:.2f}" if r.server_cpu is not None else "—"),
+        line("server CPU per action, ms", lambda r: f"{r.server_cpu * r.seconds / max(1, actions(r)) * 1e3:.0f}"
+             if r.server_cpu is not None else "—"),
         line("training process CPU, cores", lambda r: f"{r.trainer_cpu:.2f}" if r.trainer_cpu is not None else "—"),
         line("training process peak RSS, MiB", lambda r: f"{r.trainer_rss_peak / mib:.0f}"),
         line("browser + driver CPU, cores", lambda r: f"{r.browser_cpu:.2f}" if r.browser_cpu is not None else "—"),
@@ -519,6 +566,7 @@ def main() -> int:
                    help="wait up to this many seconds for other load on the machine to drop below 0.25 cores")
     p.add_argument("--script", default="app.py", help="the app to run (relative to the repo root)")
     p.add_argument("--json", type=Path, default=None, help="also write every sample here")
+    p.add_argument("--debug-dir", type=Path, default=None, help="save a screenshot of each timed-out page here")
     a = p.parse_args()
     results = asyncio.run(amain(a))
     print(f"\nload: {os.cpu_count()} cores; {a.seconds:.0f} s per run; think time {a.think:.1f} s mean; even sessions "
@@ -527,7 +575,7 @@ def main() -> int:
              else "no training job") + f"; times from the browser's key/pointer event, polled every {POLL_MS} ms")
     print(table(results, a))
     for r in results:
-        for kind in ("page_errors", "exceptions", "timeouts", "driver_errors"):
+        for kind in ("page_errors", "exceptions", "timeouts", "http_errors", "driver_errors"):
             for e in getattr(r, kind)[:5]:
                 print(f"  N={r.sessions} {kind}: {e}")
     if a.json:

@@ -147,6 +147,7 @@ def _manifold(ctx: Ctx) -> None:
 
 @st.fragment
 def render(ctx: Ctx) -> None:
+    rerun_app_if_requested()  # a callback changed shared state: redraw all before drawing anything
     st.subheader("The latent map of the test set")
     labels_all = ctx.data["labels"]
     if not len(labels_all):

@@ -76,7 +76,9 @@ def request_app_rerun() -> None:
 
 
 def rerun_app_if_requested() -> None:
-    """Call at the end of a fragment: rerun the whole app once if a callback changed shared state."""
+    """Rerun the whole app once if a callback changed shared state. Call it at the start of a fragment (images
+    the fragment sent before a full rerun can be dropped by the server before the page fetches them: broken
+    images under load) and at its end (for requests made while it ran)."""
     if st.session_state.pop("_rerun_app", False):
         st.rerun(scope="app")
 

@@ -74,6 +74,7 @@ def _dim_label(s: dict, d: int) -> str:
 
 @st.fragment
 def render(ctx: Ctx) -> None:
+    rerun_app_if_requested()  # a callback changed shared state: redraw all before drawing anything
     st.subheader("Move through the latent space")
     st.caption("Each slider is one coordinate of z. The decoder turns z into an image. Sliders are "
                "ordered by how much the model uses each dimension (its average KL on the test set); "

@@ -33,6 +33,8 @@ FIELDS = ("dataset", "latent_dim", "hidden", "likelihood", "sigma", "beta", "con
 FIELD_LABELS = {"dataset": "Dataset", "latent_dim": "Latent dimensions", "hidden": "Hidden layer widths",
                 "sigma": "σ", "beta": "β", "epochs": "Epochs", "batch_size": "Batch size", "lr": "Learning rate",
                 "limit": "Limit training images", "name": "Name of the new model", "token": "Admin token"}
+POLL_S = 1.0  # seconds between updates of the progress bar while a job runs
+CURVES_S = 4.0  # ... and of the curves and samples (re-drawing plotly charts costs the browser)
 _CHECKED_SOURCES: set[str] = set()  # datasets whose source someone looked up (the lookup is cached)
 
 
@@ -269,9 +271,6 @@ def _running(manager: jobs.JobManager, snap: dict, token: str | None) -> None:
     phase = snap["phase"] if snap["phase"] != "training" else f"epoch {snap['epoch']}/{snap['epochs']}{eta}"
     st.progress(float(snap["progress"]), text=f"Training **{snap['name']}**: {phase}")
     st.caption(f"Started by **{snap['owner']}** {_ago(snap['started_at'])} ago. {snap['message']}")
-    if snap["history"]:
-        _curves(snap)
-    _samples(snap)
     if token:
         st.text_input("Admin token to cancel", type="password", key="train_cancel_token")
     st.button("⏹ Cancel training", key="train_cancel", on_click=_cancel, args=(manager, token), width="stretch")
@@ -308,7 +307,7 @@ def _finished(snap: dict, checkpoint_dir: Path) -> None:
 def _status(manager: jobs.JobManager, checkpoint_dir: Path, token: str | None) -> None:
     was_running = manager.is_running()
 
-    @st.fragment(run_every=1.0 if was_running else None)
+    @st.fragment(run_every=POLL_S if was_running else None)
     def training_status() -> None:
         snap = manager.snapshot()
         if was_running and snap["state"] not in jobs.ACTIVE_STATES:
@@ -320,7 +319,16 @@ def _status(manager: jobs.JobManager, checkpoint_dir: Path, token: str | None) -
         elif snap["state"] != "idle":
             _finished(snap, checkpoint_dir)
 
+    @st.fragment(run_every=CURVES_S if was_running else None)
+    def training_curves() -> None:
+        snap = manager.snapshot()
+        if snap["state"] in jobs.ACTIVE_STATES:
+            if snap["history"]:
+                _curves(snap)
+            _samples(snap)
+
     training_status()
+    training_curves()
 
 
 # the panel
