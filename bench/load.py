@@ -424,6 +424,11 @@ async def monitor(pid: int, res: Result, stop: asyncio.Event) -> None:
 
 async def scenario(pw, n: int, a, tmp: Path) -> Result:
     res = Result(sessions=n)
+    deadline = time.monotonic() + a.wait_quiet
+    while (other := machine_load()) > 0.25 and time.monotonic() < deadline:
+        print(f"other load on the machine: {other:.2f} cores; waiting for it to settle ...", flush=True)
+    print(f"[{n} session(s)] other load on the machine before the run: {other:.2f} of {os.cpu_count()} cores"
+          + ("  (busy: the figures include its effect)" if other > 0.25 else ""), flush=True)
     ckpts = tmp / f"checkpoints-{n}"
     shutil.copytree(ROOT / "checkpoints", ckpts, ignore=shutil.ignore_patterns("user", ".*"))
     env = {"VAE_EXPLORER_CHECKPOINTS": str(ckpts), "VAE_EXPLORER_ADMIN_TOKEN": ""}
@@ -538,11 +543,6 @@ async def amain(a) -> list[Result]:
     from playwright.async_api import async_playwright
 
     counts = ([1] if a.baseline and a.sessions != 1 else []) + [a.sessions]
-    deadline = time.monotonic() + a.wait_quiet
-    while (other := machine_load()) > 0.25 and time.monotonic() < deadline:
-        print(f"other load on the machine: {other:.2f} cores; waiting for it to settle ...", flush=True)
-    print(f"other load on the machine before the run: {other:.2f} of {os.cpu_count()} cores"
-          + ("  (busy: the figures include its effect)" if other > 0.25 else ""), flush=True)
     tmp = Path(tempfile.mkdtemp(prefix="bench-load-"))
     results = []
     try:
