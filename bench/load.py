@@ -247,6 +247,7 @@ class Session:
         self.counts: dict[str, int] = {}
         self.last_dot = -1
         self.debug_dir: Path | None = None
+        self.broken_seen: set[str] = set()
 
     def count(self, kind: str) -> int:
         """How many times this session did ``kind`` before."""
@@ -343,6 +344,15 @@ class Session:
         if await shown.count():
             text = (await shown.first.inner_text())[:300]
             self.res.exceptions.append(f"session {self.index}: {text}")
+        broken = await self.page.evaluate("""() => [...document.querySelectorAll("img")]
+          .filter(i => i.complete && i.naturalWidth === 0 && i.src.includes("/media/"))
+          .map(i => { const box = i.closest("[data-testid='stSidebar']") ? "sidebar" : "main";
+                      const tab = document.querySelector("[role='tab'][aria-selected='true']");
+                      return `${box} (tab ${tab && tab.textContent}): ${i.src.split("/media/")[1]}`; })""")
+        for b in broken:
+            if b not in self.broken_seen:
+                self.broken_seen.add(b)
+                self.res.http_errors.append(f"session {self.index}: broken image in the {b}")
 
     async def run(self, t_end: float) -> None:
         from playwright.async_api import TimeoutError as PWTimeout
@@ -373,7 +383,9 @@ class Session:
             return await self.page.evaluate("""() => {
               const tab = document.querySelector("[role='tab'][aria-selected='true']");
               const p = __load.panel(), i = __load.img(), m = __load.map(), l = __load.live();
+              const broken = [...document.querySelectorAll("img")].filter(x => x.complete && x.naturalWidth === 0).length;
               return [`tab=${tab && tab.textContent}`, `img=${i ? (__load.loaded(i) ? 'loaded' : 'loading') : 'none'}`,
+                      `broken=${broken}`,
                       `map=${m ? m.dataset.ready + '/' + m.dataset.atlas + '/sel=' + m.dataset.selected : 'none'}`,
                       `live=${l ? l.dataset.frames + '/ready=' + l.dataset.ready : 'none'}`,
                       `running=${!!document.querySelector("[data-testid='stStatusWidget']")}`,
@@ -398,8 +410,15 @@ class Session:
         await sb.get_by_role("textbox", name="Name of the new model").fill(JOB_NAME)
         await sb.get_by_role("textbox", name="Your name").fill("bench")
         await sb.get_by_role("button", name="Start training").click()
-        # measure only once it trains (past spawning and loading the data)
-        await sb.get_by_text(re.compile(r"epoch [1-9][0-9]*/1000")).first.wait_for(timeout=300_000)
+        try:
+            await sb.get_by_text(re.compile(r"^Started by bench")).wait_for(timeout=self.timeout)
+        except Exception:
+            print("the training job did not start; the sidebar says:\n" + await sb.inner_text(), file=sys.stderr)
+            raise
+        try:  # preferably measure once it trains (past spawning and loading the data) ...
+            await sb.get_by_text(re.compile(r"epoch [1-9][0-9]*/1000")).first.wait_for(timeout=120_000)
+        except Exception:  # noqa: BLE001 - ... but a starved background job may not get there: measure anyway
+            print("  (the job has not finished an epoch after 120 s; measuring anyway)", flush=True)
         await sb.get_by_text("Train a new model").click()  # fold the form away
 
     async def cancel_training(self) -> None:
@@ -461,13 +480,18 @@ async def scenario(pw, n: int, a, tmp: Path) -> Result:
         opened = await asyncio.gather(*(s.open() for s in sessions[1:]), return_exceptions=True)
         for s, o in zip(sessions[1:], opened):
             if isinstance(o, Exception):
-                res.timeouts.append(f"session {s.index}: open: {type(o).__name__}: {str(o)[:200]}")
+                res.timeouts.append(f"session {s.index}: open: {type(o).__name__}: {str(o).splitlines()[0][:160]}"
+                                    f" | {await s.state()}")
+                if a.debug_dir:
+                    await s.page.screenshot(path=str(a.debug_dir / f"open-{n}-{s.index}.png"))
         live = [s for s, o in zip(sessions, [None, *opened]) if not isinstance(o, Exception)]
         print(f"[{n} session(s)] {len(live)} page(s) up; measuring for {a.seconds} s ...", flush=True)
         pid, me = server.proc.pid, os.getpid()
         cpu0, trainer = cpu_seconds(pid), children(pid)
         tcpu0, own0 = sum(cpu_seconds(c) or 0 for c in trainer), tree_cpu(me)
         busy0, total0 = machine_ticks()
+        record = ckpts / "user" / "job.json"
+        epoch0 = json.loads(record.read_text()).get("epoch") if record.is_file() else None
         t0 = time.monotonic()
         await asyncio.gather(*(s.run(t0 + a.seconds) for s in live))
         res.seconds = secs = time.monotonic() - t0
@@ -478,9 +502,8 @@ async def scenario(pw, n: int, a, tmp: Path) -> Result:
         res.browser_cpu = own - res.server_cpu - (res.trainer_cpu or 0)
         res.machine_busy = (busy1 - busy0) / max(1, total1 - total0)
         res.other_cpu = max(0.0, res.machine_busy * os.cpu_count() - own)
-        record = ckpts / "user" / "job.json"
         res.job = json.loads(record.read_text()) if record.is_file() else {}
-        res.job = {k: res.job.get(k) for k in ("state", "epoch", "epochs", "name")}
+        res.job = {"epoch_at_start": epoch0, **{k: res.job.get(k) for k in ("state", "epoch", "epochs", "name")}}
         if a.job:
             await sessions[0].cancel_training()
     finally:
@@ -534,7 +557,8 @@ def table(results: list[Result], a) -> str:
         line("browser + driver CPU, cores", lambda r: f"{r.browser_cpu:.2f}" if r.browser_cpu is not None else "—"),
         line("other load on the machine, cores", lambda r: f"{r.other_cpu:.2f}" if r.other_cpu is not None else "—"),
         line("machine CPU busy (all cores)", lambda r: f"{r.machine_busy:.0%}" if r.machine_busy is not None else "—"),
-        line("job at the end (state, epoch)", lambda r: f"{r.job.get('state')}, {r.job.get('epoch')}/{r.job.get('epochs')}"),
+        line("job: state at end, epochs in window", lambda r: f"{r.job.get('state')}, "
+             f"{r.job.get('epoch_at_start')} -> {r.job.get('epoch')}" if r.job.get("state") else "no job"),
     ]
     return "\n".join(lines)
 

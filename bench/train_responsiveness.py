@@ -6,12 +6,14 @@ press is a server rerun that decodes a new digit). The run alternates, ``--cycle
 - no job: ``--n`` key presses;
 - a training job started from that page's sidebar (the form's default model on the offline
   training digits, 200 epochs so it outlasts the phase), measured once it is past data loading,
-  while the page's own status fragment polls the job every second: ``--n`` key presses; then it is
-  cancelled with the Cancel button.
+  while that page's status fragments poll the job (progress every second, curves every 4 s):
+  ``--n`` key presses; then it is cancelled with the Cancel button.
 
 Alternating spreads any drift in the machine's load over both conditions. Each sample: focus a
 latent slider, press ArrowRight/ArrowLeft, wait until the decoded image's ``src`` changes. Prints
-p50/p95 per condition and the ratio p50(job) / p50(no job); target <= 1.5.
+p50/p95 per condition and the ratio p50(job) / p50(no job); target <= 1.5. The browser runs on the
+same machine as the server and the training process (a classroom's browsers would not).
+``VAE_EXPLORER_TRAIN_PRIORITY=low`` (nice 10) or ``=normal`` compares with the default idle priority.
 
     .venv/bin/python bench/train_responsiveness.py [--n 20] [--cycles 3] [--script app.py]
 """

@@ -1,16 +1,16 @@
-"""Background training jobs: at most one per server process, trained in a spawned child process.
+"""Background training jobs: at most one per server process, trained in a separate child process.
 
-The child is a fresh interpreter (``python -c``, not a fork of the threaded server, and not
+The child is a fresh interpreter (``python -c``: not a fork of the threaded server, and not
 multiprocessing's spawn, which would re-run Streamlit's ``__main__``, i.e. the whole app, in the
-child). It runs ``explorer.train.train_and_save`` with one torch thread, so the server (and every
-open page) stays responsive on a small machine. Progress (status lines, per-epoch reports, a grid
-of prior samples, ETA) comes back through a pipe, read by a monitor thread into a ``Job`` whose
-``snapshot()`` is plain values for the UI to poll. A second pipe is the stop signal: the child
-checks it between batches, and it also reads as "stop" when the server dies. ``cancel()`` signals
-and terminates the child if it has not stopped within a second; checkpoints are written
-atomically (temp file + rename) and temp files of dead jobs are removed, so a cancelled or
-killed job leaves no file. A small JSON record of the job in the user folder lets the next server
-start report a job that died with its server.
+child). It runs ``explorer.train.train_and_save`` with one torch thread at idle CPU priority, so
+the server (and every open page) stays responsive on a small machine. Progress (status lines,
+per-epoch reports, a grid of prior samples, ETA) comes back through a pipe, read by a monitor
+thread into a ``Job`` whose ``snapshot()`` is plain values for the UI to poll. A second pipe is
+the stop signal: the child checks it between batches, and it also reads as "stop" when the server
+dies. ``cancel()`` signals and terminates the child if it has not stopped within a second;
+checkpoints are written atomically (temp file + rename) and temp files of dead jobs are removed,
+so a cancelled or killed job leaves no file. A small JSON record of the job in the user folder
+lets the next server start report a job that died with its server.
 
     manager = get_manager("checkpoints")
     job = manager.start(ModelConfig(latent_dim=8), TrainConfig(epochs=5), "my-run", owner="ada")
@@ -144,7 +144,8 @@ def describe(snap: dict) -> str:
 
 
 ROOT = Path(__file__).resolve().parents[1]
-CHILD_CODE = "import sys; sys.path.insert(0, sys.argv[1]); from explorer.jobs import _child_main; _child_main(sys.argv[2:])"
+CHILD_CODE = ("import sys; sys.path.insert(0, sys.argv[1]); "
+              "from explorer.jobs import _child_main; _child_main(sys.argv[2:])")
 
 
 def _lower_priority(how: str) -> str:

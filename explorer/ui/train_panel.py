@@ -1,9 +1,10 @@
 """Sidebar panel: train a new model in the background (one job per server), watch it, switch to it.
 
 The form validates with ModelConfig/TrainConfig and shows each ConfigError under its field; the job
-itself runs in explorer.jobs (a child process), and a fragment polls its snapshot once a second
-while it runs. In classroom mode (``$VAE_EXPLORER_ADMIN_TOKEN`` or ``admin_token`` in the Streamlit
-secrets) starting and cancelling need that token.
+itself runs in explorer.jobs (a child process). While it runs, one fragment polls its snapshot once
+a second (progress, ETA, who started it, Cancel) and another every few seconds (curves and samples:
+the charts are what costs a browser most to redraw). In classroom mode (``$VAE_EXPLORER_ADMIN_TOKEN``
+or ``admin_token`` in the Streamlit secrets) starting and cancelling need that token.
 """
 
 from __future__ import annotations

@@ -67,8 +67,9 @@ def test_one_trains_the_other_waits_and_both_get_the_model(training_app, browser
     ctx_a, a = open_page(browser, server.url)
     ctx_b = None
     try:
-        # A starts a short run (3 epochs on 2,000 digits; the final log p(x) evaluation takes a few seconds)
+        # A starts a short run (3 epochs on 2,000 digits, then a few seconds of log p(x) evaluation)
         sb = open_training_form(a)
+        sb.get_by_role("textbox", name="Hidden layer widths").fill("256")
         sb.get_by_role("spinbutton", name="Epochs").fill("3")
         sb.get_by_role("spinbutton", name="Limit training images (advanced; 0 = all)").fill("2000")
         sb.get_by_role("textbox", name="Name of the new model").fill(NAME)
@@ -100,7 +101,7 @@ def test_one_trains_the_other_waits_and_both_get_the_model(training_app, browser
 
         # the end: both pages show the result, and the new model is in both pickers
         for page in (a, b):
-            page.locator(SIDEBAR).get_by_role("button", name="Switch to it").wait_for(timeout=180_000)
+            page.locator(SIDEBAR).get_by_role("button", name="Switch to it").wait_for(timeout=300_000)
         rec = json.loads(record.read_text())
         assert rec["state"] == "done", rec.get("error")
         assert changed_at < rec["finished_at"], "the slider was moved after the job had already ended"
