@@ -215,7 +215,8 @@ class Result:
     page_errors: list[str] = field(default_factory=list)
     exceptions: list[str] = field(default_factory=list)
     timeouts: list[str] = field(default_factory=list)
-    http_errors: list[str] = field(default_factory=list)
+    http_errors: list[str] = field(default_factory=list)  # e.g. a 404 for an image replaced before it was fetched
+    broken: list[str] = field(default_factory=list)  # images still broken at the end: seen by people
     driver_errors: list[str] = field(default_factory=list)
     server_tracebacks: int = 0
     server_rss_peak: int = 0
@@ -230,7 +231,7 @@ class Result:
 
     @property
     def errors(self) -> int:
-        return (len(self.page_errors) + len(self.exceptions) + len(self.timeouts) + len(self.http_errors)
+        return (len(self.page_errors) + len(self.exceptions) + len(self.timeouts) + len(self.broken)
                 + self.server_tracebacks)
 
 
@@ -247,7 +248,6 @@ class Session:
         self.counts: dict[str, int] = {}
         self.last_dot = -1
         self.debug_dir: Path | None = None
-        self.broken_seen: set[str] = set()
 
     def count(self, kind: str) -> int:
         """How many times this session did ``kind`` before."""
@@ -344,15 +344,22 @@ class Session:
         if await shown.count():
             text = (await shown.first.inner_text())[:300]
             self.res.exceptions.append(f"session {self.index}: {text}")
-        broken = await self.page.evaluate("""() => [...document.querySelectorAll("img")]
+
+    async def broken_images(self) -> set[str]:
+        """Images on the page that failed to load (a media file removed before the page fetched it)."""
+        return set(await self.page.evaluate("""() => [...document.querySelectorAll("img")]
           .filter(i => i.complete && i.naturalWidth === 0 && i.src.includes("/media/"))
-          .map(i => { const box = i.closest("[data-testid='stSidebar']") ? "sidebar" : "main";
-                      const tab = document.querySelector("[role='tab'][aria-selected='true']");
-                      return `${box} (tab ${tab && tab.textContent}): ${i.src.split("/media/")[1]}`; })""")
-        for b in broken:
-            if b not in self.broken_seen:
-                self.broken_seen.add(b)
-                self.res.http_errors.append(f"session {self.index}: broken image in the {b}")
+          .map(i => `${i.closest("[data-testid='stSidebar']") ? "sidebar" : "main"}: ${i.src.split("/media/")[1]}`)"""))
+
+    async def final_check(self) -> None:
+        """After the window: an image still broken 5 s after it was seen broken is an error a person sees."""
+        try:
+            first = await self.broken_images()
+            await asyncio.sleep(5)
+            for b in sorted(first & await self.broken_images()):
+                self.res.broken.append(f"session {self.index}: {b}")
+        except Exception as e:  # noqa: BLE001
+            self.res.driver_errors.append(f"session {self.index}: final check: {e}"[:300])
 
     async def run(self, t_end: float) -> None:
         from playwright.async_api import TimeoutError as PWTimeout
@@ -502,10 +509,15 @@ async def scenario(pw, n: int, a, tmp: Path) -> Result:
         res.browser_cpu = own - res.server_cpu - (res.trainer_cpu or 0)
         res.machine_busy = (busy1 - busy0) / max(1, total1 - total0)
         res.other_cpu = max(0.0, res.machine_busy * os.cpu_count() - own)
+        await asyncio.gather(*(s.final_check() for s in live))
         res.job = json.loads(record.read_text()) if record.is_file() else {}
         res.job = {"epoch_at_start": epoch0, **{k: res.job.get(k) for k in ("state", "epoch", "epochs", "name")}}
         if a.job:
-            await sessions[0].cancel_training()
+            try:
+                await sessions[0].cancel_training()
+            except Exception as e:  # noqa: BLE001 - stopping the server stops the job too
+                res.timeouts.append(f"session 0: cancel training: {str(e).splitlines()[0][:160]} | "
+                                    f"{await sessions[0].state()}")
     finally:
         stop.set()
         await mon
@@ -546,8 +558,9 @@ def table(results: list[Result], a) -> str:
     mib = 2**20
     lines += [
         line("actions per session per minute", lambda r: f"{actions(r) / max(1, r.sessions) / max(r.seconds, 1e-9) * 60:.1f}"),
-        line("errors: page/shown/timeout/HTTP/log", lambda r: f"{len(r.page_errors)}/{len(r.exceptions)}/{len(r.timeouts)}/"
-             f"{len(r.http_errors)}/{r.server_tracebacks}"),
+        line("errors: page/shown/timeout/img/log", lambda r: f"{len(r.page_errors)}/{len(r.exceptions)}/{len(r.timeouts)}/"
+             f"{len(r.broken)}/{r.server_tracebacks}"),
+        line("HTTP errors (transient 404s)", lambda r: f"{len(r.http_errors)}"),
         line("server peak RSS, MiB (VmHWM)", lambda r: f"{r.server_rss_peak / mib:.0f} ({(r.server_hwm or 0) / mib:.0f})"),
         line("server CPU, cores (avg)", lambda r: f"{r.server_cpu:.2f}" if r.server_cpu is not None else "—"),
         line("server CPU per action, ms", lambda r: f"{r.server_cpu * r.seconds / max(1, actions(r)) * 1e3:.0f}"
@@ -599,7 +612,7 @@ def main() -> int:
              else "no training job") + f"; times from the browser's key/pointer event, polled every {POLL_MS} ms")
     print(table(results, a))
     for r in results:
-        for kind in ("page_errors", "exceptions", "timeouts", "http_errors", "driver_errors"):
+        for kind in ("page_errors", "exceptions", "timeouts", "broken", "http_errors", "driver_errors"):
             for e in getattr(r, kind)[:5]:
                 print(f"  N={r.sessions} {kind}: {e}")
     if a.json:
