@@ -5,6 +5,7 @@ import streamlit as st
 st.set_page_config(page_title="VAE Explorer", page_icon="🔢", layout="wide")
 
 from explorer.ui import conditional, density, dims, draw, interpolation, latent_map, sidebar, sliders, theory  # noqa: E402,E501
+from explorer.ui.common import keep_widget_state  # noqa: E402
 from explorer.ui.context import checkpoint_dir  # noqa: E402
 from explorer.ui.train_panel import render_training_sidebar  # noqa: E402
 
@@ -20,9 +21,14 @@ def main() -> None:
     panels = {"Latent sliders": sliders, "Interpolation": interpolation, "Latent map": latent_map,
               "Reconstruction & ELBO": theory, "Draw your own": draw, "Choose the digit": conditional,
               "How likely?": density, "Dimensions": dims}
-    for tab, panel in zip(st.tabs(list(panels)), panels.values()):
-        with tab:
-            panel.render(ctx)
+    keep_widget_state()
+    # Only the open tab runs (its label is in the URL as ?tab=..., so a link opens the same tab): a start,
+    # and every rerun after a click, computes one panel, not eight.
+    tabs = st.tabs(list(panels), key="tab", on_change="rerun", bind="query-params")
+    for tab, panel in zip(tabs, panels.values()):
+        if tab.open:
+            with tab:
+                panel.render(ctx)
 
 
 main()

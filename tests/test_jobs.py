@@ -221,3 +221,71 @@ def test_describe_says_who_and_how_far():
             "progress": 0.15, "eta_s": 75.0}
     assert jobs.describe(snap) == "'run' started by ada, epoch 3/20 (15%), about 1 min 15 s left"
     assert jobs.describe(jobs.IDLE_SNAPSHOT) == "no training job"
+
+
+# pausing for other work (BusyYield)
+
+
+def scripted_yield(monkeypatch, others_cores: list[float], **kw) -> tuple[jobs.BusyYield, list[float]]:
+    """A BusyYield whose clock and /proc/stat readings are scripted: the i-th window saw others_cores[i] cores."""
+    clock = {"t": 0.0, "cpu": 0.0, "i": 0}
+    sleeps = []
+
+    def sample():
+        return clock["t"], clock["cpu"]
+
+    def sleep(s):
+        sleeps.append(s)
+        advance(s)
+
+    def advance(s):
+        rate = others_cores[min(clock["i"], len(others_cores) - 1)]
+        clock["t"] += s
+        clock["cpu"] += rate * s
+        clock["i"] += 1
+
+    y = jobs.BusyYield(**kw)
+    monkeypatch.setattr(y, "_sample", sample)
+    y.last = sample()
+    monkeypatch.setattr(jobs.time, "sleep", sleep)
+    y.advance = advance
+    return y, sleeps
+
+
+def test_busy_yield_pauses_while_others_are_busy_then_goes_on(monkeypatch):
+    y, sleeps = scripted_yield(monkeypatch, [1.5, 1.0, 0.1], threshold=0.4, window=0.05, max_pause=0.5)
+    y.advance(0.1)  # one training batch while others used 1.5 cores
+    assert y.wait() == pytest.approx(0.1)  # slept while they used 1.0, went on once they used 0.1
+    assert sleeps == [0.05, 0.05] and y.paused_s == pytest.approx(0.1)
+
+
+def test_busy_yield_never_pauses_on_a_quiet_machine_or_too_soon(monkeypatch):
+    y, sleeps = scripted_yield(monkeypatch, [0.2], threshold=0.4, window=0.05)
+    y.advance(0.1)
+    assert y.wait() == 0.0
+    y2, sleeps2 = scripted_yield(monkeypatch, [2.0], threshold=0.4, window=0.05)
+    y2.advance(0.01)  # shorter than a window: no verdict yet, no pause
+    assert y2.wait() == 0.0 and sleeps == sleeps2 == []
+
+
+def test_busy_yield_pause_is_bounded_so_training_progresses(monkeypatch):
+    y, sleeps = scripted_yield(monkeypatch, [2.0], threshold=0.4, window=0.05, max_pause=0.3)
+    y.advance(0.1)
+    slept = y.wait()
+    assert slept == pytest.approx(0.3) and len(sleeps) == 6
+
+
+def test_busy_yield_sees_a_real_busy_process():
+    """Against the real /proc/stat: a process spinning on a core makes wait() pause."""
+    import subprocess
+    import sys
+
+    spin = subprocess.Popen([sys.executable, "-c", "import time\nt = time.time()\nwhile time.time() - t < 5: pass"])
+    try:
+        time.sleep(0.3)
+        y = jobs.BusyYield(threshold=0.4, window=0.05, max_pause=0.3)
+        time.sleep(0.1)
+        assert y.wait() >= 0.05
+    finally:
+        spin.kill()
+        spin.wait()

@@ -49,3 +49,27 @@ def label_picker(ctx: Ctx, key: str = "z_label", label: str = "Class to draw") -
     st.session_state.setdefault(key, 0)
     return st.selectbox(label, range(len(names)), format_func=lambda i: f"{i}: {names[i]}" if names[i] != str(i) else names[i],
                         key=key)
+
+
+# Widgets in a tab that is not open are not drawn, and Streamlit forgets the state of a widget that was not
+# drawn in a run. Writing these keys back at the start of each run keeps their values across tab switches.
+# Only value widgets belong here: a button's or an uploader's state cannot be written.
+KEPT_WIDGET_KEYS = (
+    "zslider_", "start_index", "live_mode", "z_label",
+    "interp_kind", "interp_class_", "interp_idx_", "interp_steps", "interp_mode", "interp_ms", "interp_label",
+    "map_method", "map_n", "manifold_n", "manifold_span",
+    "recon_n", "sample_temp", "sample_label", "rep_idx",
+    "draw_source", "draw_test_index", "draw_label",
+    "cond_label", "cond_style_", "cond_test_index",
+    "density_index", "density_k", "density_ref_on", "density_ref_n", "density_ref_k", "density_anomaly_on",
+    "density_anomaly_limit", "density_anomaly_k", "density_mc_on", "density_mc_n", "density_mc_repeats",
+    "dims_n_traverse", "dims_span", "dims_grid_x", "dims_grid_y", "dims_grid_n", "dims_sort", "dims_base", "dims_label",
+)
+
+
+def keep_widget_state(prefixes: tuple[str, ...] = KEPT_WIDGET_KEYS) -> None:
+    """Write every kept widget value back into session state (see KEPT_WIDGET_KEYS)."""
+    state = st.session_state
+    for k in list(state.keys()):
+        if isinstance(k, str) and k.startswith(prefixes):
+            state[k] = state[k]

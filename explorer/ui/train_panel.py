@@ -272,6 +272,9 @@ def _running(manager: jobs.JobManager, snap: dict, token: str | None) -> None:
     phase = snap["phase"] if snap["phase"] != "training" else f"epoch {snap['epoch']}/{snap['epochs']}{eta}"
     st.progress(float(snap["progress"]), text=f"Training **{snap['name']}**: {phase}")
     st.caption(f"Started by **{snap['owner']}** {_ago(snap['started_at'])} ago. {snap['message']}")
+    if snap.get("paused_s", 0) > 1 and snap["elapsed_s"] > 0:
+        st.caption(f"It pauses while the server is busy, so the app stays quick for everyone: paused "
+                   f"{snap['paused_s'] / snap['elapsed_s']:.0%} of the time so far.")
     if token:
         st.text_input("Admin token to cancel", type="password", key="train_cancel_token")
     st.button("⏹ Cancel training", key="train_cancel", on_click=_cancel, args=(manager, token), width="stretch")
