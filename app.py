@@ -4,7 +4,7 @@ import streamlit as st
 
 st.set_page_config(page_title="VAE Explorer", page_icon="🔢", layout="wide")
 
-from explorer.ui import conditional, density, dims, draw, interpolation, latent_map, sidebar, sliders, theory  # noqa: E402,E501
+from explorer.ui import conditional, density, dims, draw, interpolation, latent_map, live, sidebar, sliders, theory  # noqa: E402,E501
 from explorer.ui.common import keep_widget_state  # noqa: E402
 from explorer.ui.context import checkpoint_dir  # noqa: E402
 from explorer.ui.train_panel import render_training_sidebar  # noqa: E402
@@ -14,6 +14,11 @@ def main() -> None:
     ctx = sidebar.render()
     st.session_state.pop("_rerun_app", None)  # this full run shows every panel's new state anyway
     render_training_sidebar(checkpoint_dir())
+    if ctx is not None and st.session_state.get("live_mode", st.query_params.get("live") != "0"):
+        with st.sidebar:  # the live widgets' decoder weights, sent once per session whichever tab is open
+            live.mount_weights(live.cached_payload(ctx.path, ctx.fingerprint))
+    else:
+        st.session_state.pop(live.APP_WEIGHTS, None)
     if ctx is None:
         st.title("VAE Explorer")
         st.error("There is no usable model. See the sidebar for what went wrong.")

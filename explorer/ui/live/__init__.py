@@ -16,8 +16,9 @@ Wiring, once per checkpoint::
 
 Passing back what a widget returned (or a constant) never moves the sliders under the user's
 hand; passing a different code (a random draw, an encoded image) moves them to it. Every report is a
-rerun: put the panel in an ``st.fragment`` so only it reruns. Each widget mounts its own copy of the
-weights (an invisible element that Streamlit's message cache sends once per session). Keys must not
+rerun: put the panel in an ``st.fragment`` so only it reruns. The weights travel in an invisible element
+keyed by the checkpoint's payload id, shared by all live widgets, that Streamlit's message cache sends
+once per session; an app with several live tabs mounts it once at its top level (``mount_weights``). Keys must not
 contain "__" (Streamlit reserves it in component ids). In the page, ``window.__vaeLive[key]`` is the
 widget (frames, stats(), pixels, paintedZ) and ``canvas.digit`` carries ``data-frames``.
 """
@@ -31,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import streamlit as st
+from streamlit.errors import StreamlitDuplicateElementKey
 
 from explorer.decoder_export import decoder_payload, supported
 
@@ -118,8 +120,37 @@ def _mount(payload: dict, key: str, data: dict, default_px: int):
             "report_ms": int(extra.pop("report_ms", 250)), "caption": str(extra.pop("caption", "")), **data, **extra}
     box = st.container(gap=None)
     with box:
-        mount(key=f"{key}-weights", data={"mode": "weights", "payload": payload}, height="content")
+        _mount_weights(mount, payload)
         return mount(key=key, data=data, height="content")
+
+
+APP_WEIGHTS = "_vae_live_app_weights"  # session key: payload_id that mount_weights() sent in the last full run
+
+
+def mount_weights(payload: dict) -> None:
+    """Send a checkpoint's decoder weights to the page from the app's top level (outside every fragment).
+
+    Streamlit's message cache skips an element the page already has only if it is byte-identical, and an
+    element drawn inside a fragment carries that fragment's id: the same weights mounted by the sliders'
+    fragment and again by the interpolation's would travel twice. Called once per full run (app.py does,
+    in the sidebar), it makes every live widget of this checkpoint skip its own copy, also in fragment runs.
+    """
+    if not payload.get("supported", True):
+        return
+    _component()(key=f"vae-weights-{payload['payload_id']}", data={"mode": "weights", "payload": payload},
+                 height="content")
+    st.session_state[APP_WEIGHTS] = payload["payload_id"]
+
+
+def _mount_weights(mount, payload: dict) -> None:
+    """A widget's own weights element, unless the app mounted them (mount_weights) for this checkpoint."""
+    if st.session_state.get(APP_WEIGHTS) == payload["payload_id"]:
+        return
+    try:  # keyed by the payload: two widgets of one checkpoint in one fragment share it
+        mount(key=f"vae-weights-{payload['payload_id']}", data={"mode": "weights", "payload": payload},
+              height="content")
+    except StreamlitDuplicateElementKey:
+        pass
 
 
 def _unsupported_note(payload: dict) -> None:
