@@ -81,3 +81,31 @@ def random_digits() -> tuple[np.ndarray, np.ndarray]:
         r, c = rng.integers(8, 20, 2)
         imgs[i, r - 4:r + 4, c - 2:c + 2] = 255
     return imgs, np.arange(64) % 10
+
+
+# the app's tabs (app.py): only the open one runs; its label is the URL's ?tab= (absent: the first tab)
+
+TABS = ("Latent sliders", "Interpolation", "Latent map", "Reconstruction & ELBO", "Draw your own",
+        "Choose the digit", "How likely?", "Dimensions")
+FIRST_TAB = TABS[0]
+
+
+def open_tab(at, label: str):
+    """Open the tab ``label`` of an AppTest of app.py, as a click on it does, and run -> ``at``.
+
+    A click puts ``?tab=<label>`` in the URL (the first tab: no parameter) and reruns. AppTest sends its
+    query_params with every run, and Streamlit takes a bound parameter from the URL then. The first tab is
+    the default, whose parameter Streamlit drops instead of applying, so there the click's value is set as
+    the tab's state (what the browser sends with that rerun).
+    """
+    if label not in TABS:
+        raise ValueError(f"no tab {label!r}; the tabs are {TABS}")
+    if label == FIRST_TAB:
+        at.query_params.pop("tab", None)
+        at.session_state["tab"] = label
+    else:
+        at.query_params["tab"] = label
+    at.run()
+    if not at.exception:
+        assert at.session_state["tab"] == label, (label, at.session_state["tab"])
+    return at

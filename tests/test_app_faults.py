@@ -27,6 +27,7 @@ from test_app import no_exceptions, run_app
 from test_bad_input import DEFAULT, SHIPPED, assert_still_works, form_driver, use_folder
 from test_faults import alive, python
 from test_jobs import wait_until, write_idx_dataset
+from tests.conftest import TABS, open_tab
 
 pytestmark = pytest.mark.skipif(not (SHIPPED / f"{DEFAULT}.safetensors").is_file(),
                                 reason="needs the shipped mnist-z16 checkpoint")
@@ -137,7 +138,7 @@ def test_the_map_cache_corrupted_or_deleted_while_the_app_runs_is_recomputed(fol
 
     monkeypatch.setenv("VAE_EXPLORER_DATA", str(small_data))
     restart_pool()
-    at = run_app({"ckpt": DEFAULT}, folder, monkeypatch)
+    at = run_app({"ckpt": DEFAULT, "tab": "Latent map"}, folder, monkeypatch)
     at.radio(key="map_method").set_value("tsne").run()
     assert wait_for_map(at).startswith(f"t-SNE of {N_TEST} test codes (")  # computed in the background
     maps = tmp_path / "cache" / "maps"
@@ -168,7 +169,7 @@ def test_the_map_cache_corrupted_or_deleted_while_the_app_runs_is_recomputed(fol
     assert map_caption(at) is not None
     assert_still_works(at)
     restart_pool()
-    at = run_app({"ckpt": DEFAULT}, folder, monkeypatch)
+    at = run_app({"ckpt": DEFAULT, "tab": "Latent map"}, folder, monkeypatch)
     at.radio(key="map_method").set_value("tsne").run()
     wait_for_map(at)
     no_exceptions(at)
@@ -220,8 +221,12 @@ def test_a_data_folder_of_garbage_is_named_and_the_app_uses_the_embedded_digits(
     assert "Skipped data sources" in [e.label for e in at.sidebar.expander]
     notice = next(c for c in said if c.startswith("$VAE_EXPLORER_DATA: "))
     assert str(garbage / bad_file) in notice and why in notice
-    assert not at.error  # every panel has test images to show
-    assert "The latent map of the test set" in [h.value for h in at.subheader]
+    for tab in TABS:  # every panel has test images to show
+        open_tab(at, tab)
+        no_exceptions(at)
+        assert not at.error, (tab, [e.value for e in at.error])
+        if tab == "Latent map":
+            assert "The latent map of the test set" in [h.value for h in at.subheader]
     assert_still_works(at)
 
 

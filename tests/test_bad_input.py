@@ -24,6 +24,7 @@ from streamlit.testing.v1 import AppTest
 from explorer import checkpoints, jobs
 from explorer.config import ConfigError
 from test_app import no_exceptions, run_app, slider_by_dim
+from tests.conftest import FIRST_TAB, TABS, open_tab
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "checkpoints"
@@ -63,8 +64,12 @@ def digit_url(at: AppTest) -> str:
 
 
 def assert_still_works(at: AppTest, dim: int = 16) -> None:
-    """No exception; one slider per latent dimension; moving one changes z (only there) and the digit."""
+    """No exception; one slider per latent dimension; moving one changes z (only there) and the digit.
+    The sliders are on the first tab: another open tab is left for it (only the open tab runs)."""
     no_exceptions(at)
+    if at.session_state["tab"] != FIRST_TAB:
+        open_tab(at, FIRST_TAB)
+        no_exceptions(at)
     assert len([s for s in at.slider if (s.key or "").startswith("zslider_")]) == dim
     before, img = list(at.session_state["z"]), digit_url(at)
     target = -2.5 if before[1] != -2.5 else 2.5
@@ -259,10 +264,11 @@ def shipped_copy(tmp_path_factory) -> Path:
 SHIPPED_DIMS = {p.stem: int(checkpoints.read_meta(p)["config"]["latent_dim"])
                 for p in sorted(SHIPPED.glob("*.safetensors"))}
 TRICKY = ["", " ", "..", "../../etc/passwd", "mnist-z2", "mnist-cvae-z8", DEFAULT, "nan", "inf", "-0", "1e999",
-          "0x10", "٣", "𝟘", "\x00", "\u202e", "1,2,3", ",".join(["0.25"] * 16), ",".join(["9"] * 2), "a" * 3000]
+          "0x10", "٣", "𝟘", "\x00", "\u202e", "1,2,3", ",".join(["0.25"] * 16), ",".join(["9"] * 2), "a" * 3000,
+          *TABS, "interpolation"]
 values = hs.one_of(hs.text(max_size=80), hs.sampled_from(TRICKY),
                    hs.text(alphabet="0123456789.,-+eEnaIf ", max_size=200))
-queries = hs.dictionaries(hs.sampled_from(["ckpt", "z", "label", "live", "unknown", "Ckpt"]), values, max_size=4)
+queries = hs.dictionaries(hs.sampled_from(["ckpt", "z", "label", "live", "tab", "unknown", "Ckpt"]), values, max_size=4)
 
 
 @pytest.mark.slow
@@ -284,6 +290,7 @@ def test_any_query_string_renders_a_valid_model(query, shipped_copy, monkeypatch
     assert z.shape == (SHIPPED_DIMS[name],) and np.isfinite(z).all() and np.abs(z).max() <= 4.0
     assert 0 <= at.session_state["z_label"] <= 9
     assert all(len(w.value) < 200 for w in at.sidebar.warning)
+    assert at.session_state["tab"] == (query["tab"] if query.get("tab") in TABS else FIRST_TAB)
 
 
 # uploads the draw panel cannot use
@@ -339,14 +346,16 @@ def upload(at: AppTest, name: str, data: bytes) -> AppTest:
 @pytest.mark.parametrize("case", list(UPLOADS))
 def test_an_unusable_upload_says_why_and_the_app_carries_on(case, ckpt_dir, monkeypatch):
     name, make, message = UPLOADS[case]
-    at = run_app({"ckpt": DEFAULT}, ckpt_dir, monkeypatch)
+    at = run_app({"ckpt": DEFAULT, "tab": "Draw your own"}, ckpt_dir, monkeypatch)
     at.radio(key="draw_source").set_value("Upload a picture").run()
     upload(at, name, make())
     no_exceptions(at)
     shown = [w.value for w in at.warning] + [e.value for e in at.error]
     assert any(message in s for s in shown), shown
     assert not draw_scores(at)  # nothing was scored
-    assert_still_works(at)
+    assert_still_works(at)  # on the sliders tab
+    open_tab(at, "Draw your own")  # back to the drawing tab, still on "Upload a picture"
+    assert at.radio(key="draw_source").value == "Upload a picture"
     upload(at, "good.png", png(a_digit()))  # the next, usable picture is scored as usual
     no_exceptions(at)
     assert float(draw_scores(at)[0].split()[0]) < 0

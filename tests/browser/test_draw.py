@@ -6,14 +6,18 @@ import re
 
 from tests.browser.conftest import wait_for_app
 
-WAIT = 120_000  # ms; the CPU is shared with training and the first run computes every tab
+WAIT = 120_000  # ms; the CPU is shared with training
 
 
 def open_draw_tab(page, url: str):
-    """Open the app, switch to the drawing tab -> its visible tab panel."""
+    """Open the app, switch to the drawing tab -> its visible tab panel.
+
+    Only the open tab runs: the click reruns the script, and the panel fills in after that rerun. The
+    locator below is evaluated at each use, so every wait on it waits for that content."""
     page.goto(url)
     wait_for_app(page, WAIT)
     page.get_by_role("tab", name=re.compile("Draw")).click()
+    page.wait_for_function("() => /[?&]tab=Draw/.test(location.search)", timeout=WAIT)  # the tab is in the URL
     panel = page.locator("[role=tabpanel]:visible")
     panel.get_by_text("Draw a digit on the canvas").wait_for(timeout=WAIT)
     return panel
