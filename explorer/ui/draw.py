@@ -73,11 +73,17 @@ def _input_image(ctx: Ctx, source: str) -> tuple[np.ndarray | bytes | None, str]
         up = st.file_uploader(f"A PNG or JPEG of one {_thing(ctx)} (dark on light or light on dark)",
                               type=["png", "jpg", "jpeg"], key="draw_upload",
                               max_upload_size=MAX_UPLOAD_BYTES // 2**20)
-        if up is None:
-            return None, ""
+        if up is None:  # the uploader forgets its file while its tab is closed: the last upload is kept
+            kept = st.session_state.get("draw_upload_kept")
+            if not kept:
+                return None, ""
+            st.button("Forget it", key="draw_upload_forget", icon=":material/delete:",
+                      on_click=lambda: st.session_state.pop("draw_upload_kept", None))
+            return kept["bytes"], f"{kept['name']} (your last upload)"
         if up.size > MAX_UPLOAD_BYTES:  # checked before reading or decoding
             st.error(f"{up.name} is {up.size / 2**20:.1f} MB; the limit is {MAX_UPLOAD_BYTES // 2**20} MB.")
             return None, ""
+        st.session_state["draw_upload_kept"] = {"bytes": up.getvalue(), "name": up.name}
         return up.getvalue(), up.name
     data = ctx.data
     n = len(data["labels"])

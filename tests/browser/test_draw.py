@@ -59,3 +59,29 @@ def test_drawing_a_digit_shows_its_reconstruction_and_score(app_server, page):
     panel.get_by_role("button", name=re.compile("Clear")).click()
     panel.get_by_text("Draw a digit on the canvas").wait_for(timeout=WAIT)
     assert panel.locator("[data-testid=stMetric]").filter(has_text="log p(x)").count() == 0
+
+
+def test_the_drawing_survives_a_tab_switch(app_server, page):
+    """Only the open tab runs, so the canvas is unmounted while another tab is open: it comes back drawn."""
+    score = draw_and_check(page, app_server.url)
+    page.get_by_role("tab", name="Dimensions").click()
+    page.get_by_role("heading", name="Which dimensions matter").wait_for(timeout=WAIT)
+    page.get_by_role("tab", name=re.compile("Draw")).click()
+    panel = page.locator("[role=tabpanel]:visible")
+    metric = panel.locator("[data-testid=stMetric]").filter(has_text="log p(x)")
+    metric.wait_for(timeout=WAIT)
+    assert float(metric.locator("[data-testid=stMetricValue]").inner_text().split()[0]) == score
+    # the strokes are back on the canvas too (Fabric's lower canvas holds the pixels)
+    inked = """c => { const g = c.getContext('2d'); if (!g || c.width < 100) return false;
+        const d = g.getImageData(0, 0, c.width, c.height).data;
+        for (let i = 0; i < d.length; i += 4) if (d[i] < 128 && d[i + 3] > 0) return true;
+        return false; }"""
+    canvases = panel.locator("canvas")
+    for _ in range(100):
+        if any(canvases.nth(i).evaluate(inked) for i in range(canvases.count())):
+            break
+        page.wait_for_timeout(200)
+    else:
+        raise AssertionError("the canvas came back empty")
+    panel.get_by_role("button", name=re.compile("Clear")).click()
+    panel.get_by_text("Draw a digit on the canvas").wait_for(timeout=WAIT)
