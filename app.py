@@ -6,7 +6,7 @@ st.set_page_config(page_title="VAE Explorer", page_icon="🔢", layout="wide")
 
 from explorer.ui import conditional, density, dims, draw, interpolation, latent_map, live, sidebar, sliders, theory  # noqa: E402,E501
 from explorer.ui.common import keep_widget_state  # noqa: E402
-from explorer.ui.context import checkpoint_dir  # noqa: E402
+from explorer.ui.context import checkpoint_dir, freeze_long_lived_objects  # noqa: E402
 from explorer.ui.train_panel import render_training_sidebar  # noqa: E402
 
 
@@ -34,6 +34,7 @@ def main() -> None:
         if tab.open:
             with tab:
                 panel.render(ctx)
+    freeze_long_lived_objects()
 
 
 main()

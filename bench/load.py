@@ -5,7 +5,7 @@ session) per session, all driven concurrently with playwright's async API agains
 ``streamlit run app.py`` on loopback, started on a temp copy of checkpoints/ (so the repository's
 folder is never written). Before the measured window, session 0 starts ONE training job through
 the sidebar form (the form's default model, 1000 epochs so that it outlasts the window; it is
-cancelled with the Cancel button at the end). Then, for ``--seconds``, every session repeats, with
+cancelled with the Cancel button at the end). The other pages open one every ``--ramp`` s. Then, for ``--seconds``, every session repeats, with
 a think time of ``--think`` s (uniform 0.5x..1.5x) between actions:
 
 - move a latent slider with the keyboard. Even-numbered sessions use ``?live=0`` (stock st.slider:
@@ -375,14 +375,21 @@ class Session:
                 where = str(e).splitlines()[0][:160]
                 self.res.timeouts.append(f"session {self.index} ({'live' if self.live else 'stock'}): {name} "
                                          f"(step {self.step}): {where} | {await self.state()}")
-                if self.debug_dir:
-                    await self.page.screenshot(path=str(self.debug_dir / f"timeout-{self.index}-{self.step}.png"))
+                await self.screenshot(f"timeout-{self.index}-{self.step}.png")
                 await self.recover()
             except Exception as e:  # noqa: BLE001 - a broken driver must show, not stop the run
                 self.res.driver_errors.append(f"session {self.index}: {name}: {type(e).__name__}: {e}"[:300])
                 await self.recover()
             self.step += 1
             await asyncio.sleep(self.think * self.rng.uniform(0.5, 1.5))
+
+    async def screenshot(self, name: str) -> None:
+        """With --debug-dir: what the page shows now (best effort: a hung page may not even paint)."""
+        if self.debug_dir:
+            try:
+                await self.page.screenshot(path=str(self.debug_dir / name), timeout=10_000)
+            except Exception as e:  # noqa: BLE001
+                print(f"  (no screenshot {name}: {str(e).splitlines()[0]})", file=sys.stderr)
 
     async def state(self) -> str:
         """What the page shows now, in a line (for the report of a timeout)."""
@@ -483,14 +490,19 @@ async def scenario(pw, n: int, a, tmp: Path) -> Result:
         if a.job:
             await sessions[0].start_training()
             print(f"[{n} session(s)] training job running after {time.perf_counter() - t:.0f} s", flush=True)
-        print(f"[{n} session(s)] opening the other {n - 1} page(s) at once ...", flush=True)
-        opened = await asyncio.gather(*(s.open() for s in sessions[1:]), return_exceptions=True)
+        print(f"[{n} session(s)] opening the other {n - 1} page(s), one every {a.ramp:.1f} s ...", flush=True)
+
+        async def arrive(s: Session, delay: float) -> None:  # a class does not click "open" in one instant
+            await asyncio.sleep(delay)
+            await s.open()
+
+        opened = await asyncio.gather(*(arrive(s, i * a.ramp) for i, s in enumerate(sessions[1:])),
+                                      return_exceptions=True)
         for s, o in zip(sessions[1:], opened):
             if isinstance(o, Exception):
                 res.timeouts.append(f"session {s.index}: open: {type(o).__name__}: {str(o).splitlines()[0][:160]}"
                                     f" | {await s.state()}")
-                if a.debug_dir:
-                    await s.page.screenshot(path=str(a.debug_dir / f"open-{n}-{s.index}.png"))
+                await s.screenshot(f"open-{n}-{s.index}.png")
         live = [s for s, o in zip(sessions, [None, *opened]) if not isinstance(o, Exception)]
         print(f"[{n} session(s)] {len(live)} page(s) up; measuring for {a.seconds} s ...", flush=True)
         pid, me = server.proc.pid, os.getpid()
@@ -597,6 +609,7 @@ def main() -> int:
     p.add_argument("--seconds", type=float, default=60.0, help="length of the measured window")
     p.add_argument("--think", type=float, default=1.0, help="mean pause between a session's actions, s")
     p.add_argument("--timeout", type=float, default=180.0, help="seconds before an action counts as timed out")
+    p.add_argument("--ramp", type=float, default=1.0, help="seconds between two pages opening")
     p.add_argument("--no-baseline", dest="baseline", action="store_false", help="skip the 1-session run")
     p.add_argument("--no-job", dest="job", action="store_false", help="no training job (for comparison)")
     p.add_argument("--wait-quiet", type=float, default=0.0,

@@ -34,8 +34,13 @@ FIELDS = ("dataset", "latent_dim", "hidden", "likelihood", "sigma", "beta", "con
 FIELD_LABELS = {"dataset": "Dataset", "latent_dim": "Latent dimensions", "hidden": "Hidden layer widths",
                 "sigma": "σ", "beta": "β", "epochs": "Epochs", "batch_size": "Batch size", "lr": "Learning rate",
                 "limit": "Limit training images", "name": "Name of the new model", "token": "Admin token"}
-POLL_S = 1.0  # seconds between updates of the progress bar while a job runs
+# While a job runs every open page polls it; a poll is a server rerun of a fragment, and the server's reruns
+# share one interpreter (GIL), so with a class of 20 the polls alone could keep a core busy. The page that
+# started the job polls often; every other page (who only need to see that a job runs, and how far) seldom.
+POLL_S = 1.0  # seconds between updates of the progress bar, on the page that started the job
 CURVES_S = 4.0  # ... and of the curves and samples (re-drawing plotly charts costs the browser)
+POLL_OTHERS_S = 5.0  # the same, on every other page
+CURVES_OTHERS_S = 20.0
 _CHECKED_SOURCES: set[str] = set()  # datasets whose source someone looked up (the lookup is cached)
 
 
@@ -132,6 +137,7 @@ def _submit(manager: jobs.JobManager, token: str | None) -> None:
         mc, tc = configs_from_form(values)
         if not errors:
             manager.start(mc, tc, values["name"] or "", owner=values["owner"] or "anonymous")
+            ss["train_job_mine"] = manager.snapshot()["id"]
             ss["train_notice"] = f"Training '{manager.snapshot()['name']}' started."
             ss["train_name"] = ""
     except ConfigError as e:
@@ -310,8 +316,10 @@ def _finished(snap: dict, checkpoint_dir: Path) -> None:
 
 def _status(manager: jobs.JobManager, checkpoint_dir: Path, token: str | None) -> None:
     was_running = manager.is_running()
+    mine = was_running and st.session_state.get("train_job_mine") == manager.snapshot()["id"]
+    poll, curves = (POLL_S, CURVES_S) if mine else (POLL_OTHERS_S, CURVES_OTHERS_S)
 
-    @st.fragment(run_every=POLL_S if was_running else None)
+    @st.fragment(run_every=poll if was_running else None)
     def training_status() -> None:
         snap = manager.snapshot()
         if was_running and snap["state"] not in jobs.ACTIVE_STATES:
@@ -323,7 +331,7 @@ def _status(manager: jobs.JobManager, checkpoint_dir: Path, token: str | None) -
         elif snap["state"] != "idle":
             _finished(snap, checkpoint_dir)
 
-    @st.fragment(run_every=CURVES_S if was_running else None)
+    @st.fragment(run_every=curves if was_running else None)
     def training_curves() -> None:
         snap = manager.snapshot()
         if snap["state"] in jobs.ACTIVE_STATES:
