@@ -25,6 +25,7 @@ from explorer.images import png_bytes
 from explorer.latent import tile
 
 from .context import list_checkpoints
+from .sidebar import rerun_app_if_requested
 
 ADMIN_ENV = "VAE_EXPLORER_ADMIN_TOKEN"
 DATASETS = {"mnist": "MNIST", "fashion": "Fashion-MNIST"}
@@ -321,6 +322,9 @@ def _status(manager: jobs.JobManager, checkpoint_dir: Path, token: str | None) -
 
     @st.fragment(run_every=poll if was_running else None)
     def training_status() -> None:
+        # A click elsewhere (a map dot) may have reached the server with this poll's rerun request instead of
+        # its own: its callback then asked for a full rerun that no panel's fragment is running to honour.
+        rerun_app_if_requested()
         snap = manager.snapshot()
         if was_running and snap["state"] not in jobs.ACTIVE_STATES:
             # it just ended: show the new checkpoint in the picker, stop polling, enable the form

@@ -11,6 +11,17 @@ from tests.browser.conftest import wait_for_app
 
 pytestmark = pytest.mark.slow
 
+# the live sliders show the code the server has (the URL's z, 3 significant digits)
+LIVE_SHOWS_URL_Z = """() => {
+  for (const h of document.querySelectorAll("[data-testid='stBidiComponentIsolated']")) {
+    const r = h.shadowRoot && h.shadowRoot.querySelector(".live-latent");
+    if (!r || !(r.dataset.frames > 0)) continue;
+    const want = new URLSearchParams(location.search).get("z").split(",").map(Number);
+    const got = JSON.parse(r.dataset.z || "[]");
+    return got.length === want.length && got.every((v, d) => Number(v.toPrecision(3)) === want[d]);
+  }
+  return false;
+}"""
 LIVE_FRAMES = "() => Object.values(globalThis.__vaeLive || {}).reduce((n, i) => Math.max(n, i.frames || 0), 0)"
 
 
@@ -34,6 +45,18 @@ def test_tabs_are_in_the_url_and_the_weights_are_sent_once(app_server, browser):
         page.wait_for_timeout(1000)
         first_load = sum(received)
         assert first_load > 3_000_000  # the decoder's weights came with the first page
+        # move a live slider: the server gets the new code (the URL's z changes)
+        search = page.evaluate("() => location.search")
+        page.locator("[data-testid='stMain']").get_by_role("slider").first.focus()
+        for _ in range(30):
+            page.keyboard.press("ArrowRight")
+        page.wait_for_function("s => location.search !== s", arg=search, timeout=30_000)
+        page.wait_for_function(LIVE_SHOWS_URL_Z, timeout=30_000)
+        moved_z = page.evaluate("() => new URLSearchParams(location.search).get('z')")
+        assert moved_z != ",".join(["0"] * 16)
+        wait_for_app(page)
+        page.wait_for_timeout(1000)
+        first_load = sum(received)
 
         # other tabs: each is drawn when opened, and named in the URL; the scrubber reuses the weights
         open_tab(page, "Interpolation", "Interpolate between two codes")
@@ -56,6 +79,9 @@ def test_tabs_are_in_the_url_and_the_weights_are_sent_once(app_server, browser):
         back = sum(received) - before
         assert back < 500_000, f"{back} bytes sent when coming back to the sliders tab"
         assert "tab=" not in page.url
+        # the re-mounted sliders show the moved code, not the one they were first mounted with
+        assert page.evaluate("() => new URLSearchParams(location.search).get('z')") == moved_z
+        page.wait_for_function(LIVE_SHOWS_URL_Z, timeout=30_000)
 
         # the live sliders still decode in the page after the round trip
         frames = page.evaluate(LIVE_FRAMES)

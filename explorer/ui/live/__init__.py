@@ -89,7 +89,10 @@ def _sync(key: str, payload_id: str, value: list[float], report) -> tuple[list[f
     """
     mem_key = f"_vae_live:{key}"
     mem = st.session_state.get(mem_key)
-    if mem is None or mem.get("payload_id") != payload_id:
+    # A widget not drawn in the last run (its tab was closed) has lost its state and is mounted afresh: the
+    # new instance knows nothing, so the caller's value is pushed as new, whatever the old instance echoed.
+    fresh = key not in st.session_state
+    if mem is None or mem.get("payload_id") != payload_id or fresh:
         mem = {"rev": (mem or {}).get("rev", -1) + 1, "sent": value, "returned": [], "payload_id": payload_id}
     reported = None
     if isinstance(report, dict) and report.get("rev") == mem["rev"]:
