@@ -27,13 +27,13 @@ def main() -> None:
               "Reconstruction & ELBO": theory, "Draw your own": draw, "Choose the digit": conditional,
               "How likely?": density, "Dimensions": dims}
     keep_widget_state()
-    # Only the open tab runs (its label is in the URL as ?tab=..., so a link opens the same tab): a start,
-    # and every rerun after a click, computes one panel, not eight.
-    tabs = st.tabs(list(panels), key="tab", on_change="rerun", bind="query-params")
+    # Only the open tab runs: a start, and every rerun after a click, computes one panel, not eight.
+    tabs = st.tabs(list(panels), key="tab", on_change="rerun", default=sidebar.tab_from_link(list(panels)))
     for tab, panel in zip(tabs, panels.values()):
         if tab.open:
             with tab:
                 panel.render(ctx)
+    sidebar.tab_to_link(list(panels))
     freeze_long_lived_objects()
 
 

@@ -70,6 +70,29 @@ def set_z(z: list[float], label: int | None = None) -> None:
     request_app_rerun()
 
 
+def tab_from_link(labels: list[str]) -> str | None:
+    """The tab a link asks for (``?tab=<label>``), read on a session's first run only; None: the first tab.
+
+    The URL is not bound to the tabs (``st.tabs(bind="query-params")`` re-reads it on every run): a rerun
+    request sent before the URL caught up with a click (a training-status poll, queued behind a tab switch
+    on a busy server) carried the old ``tab`` and switched the server back, leaving the page on an empty tab.
+    """
+    if "_tab_from_link" not in st.session_state:  # the same default on every run: it is part of the widget's id
+        wanted = st.query_params.get("tab")
+        st.session_state["_tab_from_link"] = wanted if wanted in labels else None
+    return st.session_state["_tab_from_link"]
+
+
+def tab_to_link(labels: list[str]) -> None:
+    """Write the open tab into the URL (none for the first tab), so a shared link opens it."""
+    current = st.session_state.get("tab")
+    if current in labels[1:]:
+        if st.query_params.get("tab") != current:
+            st.query_params["tab"] = current
+    elif "tab" in st.query_params:
+        del st.query_params["tab"]
+
+
 def request_app_rerun() -> None:
     """Ask for a full-app rerun: state that several panels show changed inside one panel's fragment."""
     st.session_state["_rerun_app"] = True
