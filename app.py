@@ -11,6 +11,7 @@ from explorer.ui.train_panel import render_training_sidebar  # noqa: E402
 
 
 def main() -> None:
+    sidebar.app_run_started()
     ctx = sidebar.render()
     st.session_state.pop("_rerun_app", None)  # this full run shows every panel's new state anyway
     render_training_sidebar(checkpoint_dir())
@@ -22,6 +23,7 @@ def main() -> None:
     if ctx is None:
         st.title("VAE Explorer")
         st.error("There is no usable model. See the sidebar for what went wrong.")
+        sidebar.app_run_finished()
         return
     panels = {"Latent sliders": sliders, "Interpolation": interpolation, "Latent map": latent_map,
               "Reconstruction & ELBO": theory, "Draw your own": draw, "Choose the digit": conditional,
@@ -34,6 +36,7 @@ def main() -> None:
             with tab:
                 panel.render(ctx)
     sidebar.tab_to_link(list(panels))
+    sidebar.app_run_finished()
     freeze_long_lived_objects()
 
 
