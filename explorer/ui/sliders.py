@@ -11,6 +11,11 @@ from .live import cached_payload, live_latent
 from .sidebar import Z_LIMIT, format_z, rerun_app_if_requested, set_z
 
 
+def live_mode() -> bool:
+    """Whether the sliders decode in the browser: the toggle's value, at first from the link (``?live=0``: off)."""
+    return bool(st.session_state.setdefault("live_mode", st.query_params.get("live") != "0"))
+
+
 def _random(ctx: Ctx) -> None:
     rng = np.random.default_rng()
     set_z(rng.standard_normal(ctx.latent_dim).clip(-Z_LIMIT, Z_LIMIT).tolist())
@@ -82,7 +87,7 @@ def render(ctx: Ctx) -> None:
     controls(ctx)
     c1, c2 = st.columns([2, 1])
     with c1:
-        st.session_state.setdefault("live_mode", st.query_params.get("live") != "0")
+        live_mode()
         live_on = st.toggle("Decode in the browser while dragging", key="live_mode",
                             help="The decoder's weights are sent to your browser once, so the digit follows the "
                                  "slider on every frame. Off: the server decodes when you release the slider.")

@@ -140,18 +140,21 @@ def mount_weights(payload: dict) -> None:
     """
     if not payload.get("supported", True):
         return
-    _component()(key=f"vae-weights-{payload['payload_id']}", data={"mode": "weights", "payload": payload},
-                 height="content")
+    _weights_element(_component(), payload)
     st.session_state[APP_WEIGHTS] = payload["payload_id"]
+
+
+def _weights_element(mount, payload: dict) -> None:
+    """The invisible element carrying the weights, keyed by the payload (not by a widget)."""
+    mount(key=f"vae-weights-{payload['payload_id']}", data={"mode": "weights", "payload": payload}, height="content")
 
 
 def _mount_weights(mount, payload: dict) -> None:
     """A widget's own weights element, unless the app mounted them (mount_weights) for this checkpoint."""
     if st.session_state.get(APP_WEIGHTS) == payload["payload_id"]:
         return
-    try:  # keyed by the payload: two widgets of one checkpoint in one fragment share it
-        mount(key=f"vae-weights-{payload['payload_id']}", data={"mode": "weights", "payload": payload},
-              height="content")
+    try:  # two widgets of one checkpoint in one fragment share it
+        _weights_element(mount, payload)
     except StreamlitDuplicateElementKey:
         pass
 
