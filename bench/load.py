@@ -193,9 +193,18 @@ def machine_load(seconds: float = 5.0) -> float:
     return max(0.0, (b1 - b0) / max(1, t1 - t0) * os.cpu_count() - (own1 - own0) / seconds)
 
 
-def app_script(tmp: Path, script: str) -> tuple[str, str]:
+def app_script(tmp: Path, script: str, trace: Path | None = None) -> tuple[str, str]:
     """The script to run, and a note. If it does not place the training panel yet, a wrapper that runs it
-    and then adds the panel (the same call app.py will make) is written into ``tmp``."""
+    and then adds the panel (the same call app.py will make) is written into ``tmp``. With ``trace``, a
+    wrapper that first installs bench/trace_runs.py (a line per script run, into that file)."""
+    if trace is not None:
+        wrapper = tmp / "app_traced.py"
+        wrapper.write_text(f"import runpy, sys\nsys.path.insert(0, {str(ROOT)!r})\n"
+                           "from bench import trace_runs\n"
+                           "if not getattr(trace_runs, 'installed', False):\n"
+                           "    trace_runs.install(); trace_runs.installed = True\n"
+                           f"runpy.run_path({str(ROOT / script)!r}, run_name='__main__')\n")
+        return str(wrapper), f" (traced into {trace})"
     if "render_training_sidebar" in (ROOT / script).read_text():
         return script, ""
     wrapper = tmp / "app_with_training.py"
@@ -243,7 +252,7 @@ class Session:
     def __init__(self, index: int, browser, url: str, res: Result, timeout_ms: int, think: float) -> None:
         self.index, self.browser, self.res, self.timeout, self.think = index, browser, res, timeout_ms, think
         self.live = index % 2 == 1
-        self.url = url + "/?ckpt=mnist-z16" + ("" if self.live else "&live=0")
+        self.url = url + f"/?ckpt=mnist-z16&bench={index}" + ("" if self.live else "&live=0")
         self.rng = random.Random(index)
         self.step = 0
         self.counts: dict[str, int] = {}
@@ -371,13 +380,14 @@ class Session:
                    ("interpolation", self.interpolation)]
         while time.monotonic() < t_end:
             name, act = actions[self.step % len(actions)]
+            started = time.time()  # wall clock: to find the action in a --trace
             try:
                 await act()
                 await self.check_page()
             except PWTimeout as e:
                 where = str(e).splitlines()[0][:160]
                 self.res.timeouts.append(f"session {self.index} ({'live' if self.live else 'stock'}): {name} "
-                                         f"(step {self.step}): {where} | {await self.state()}")
+                                         f"(step {self.step}, started at {started:.1f}): {where} | {await self.state()}")
                 await self.screenshot(f"timeout-{self.index}-{self.step}.png")
                 await self.recover()
             except Exception as e:  # noqa: BLE001 - a broken driver must show, not stop the run
@@ -468,9 +478,11 @@ async def scenario(pw, n: int, a, tmp: Path) -> Result:
     ckpts = tmp / f"checkpoints-{n}"
     shutil.copytree(ROOT / "checkpoints", ckpts, ignore=shutil.ignore_patterns("user", ".*"))
     env = {"VAE_EXPLORER_CHECKPOINTS": str(ckpts), "VAE_EXPLORER_ADMIN_TOKEN": ""}
+    if a.trace:
+        env["VAE_EXPLORER_TRACE"] = str(a.trace.with_name(f"{a.trace.stem}-{n}{a.trace.suffix}"))
     if SHARED_MNIST.is_dir() and "VAE_EXPLORER_DATA" not in os.environ:
         env["VAE_EXPLORER_DATA"] = str(SHARED_MNIST)
-    script, note = app_script(tmp, a.script)
+    script, note = app_script(tmp, a.script, a.trace and a.trace.with_name(f"{a.trace.stem}-{n}{a.trace.suffix}"))
     print(f"[{n} session(s)] starting {a.script}{note} on a copy of checkpoints/ ...", flush=True)
     server = start_app(tmp, env=env, script=script, timeout=180)
     browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
@@ -627,6 +639,8 @@ def main() -> int:
                    help="wait up to this many seconds for other load on the machine to drop below 0.25 cores")
     p.add_argument("--script", default="app.py", help="the app to run (relative to the repo root)")
     p.add_argument("--json", type=Path, default=None, help="also write every sample here")
+    p.add_argument("--trace", type=Path, default=None,
+                   help="log every script run of the server (bench/trace_runs.py) to <trace>-<N>.jsonl")
     p.add_argument("--debug-dir", type=Path, default=None, help="save a screenshot of each timed-out page here")
     a = p.parse_args()
     results = asyncio.run(amain(a))

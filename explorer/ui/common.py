@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import streamlit as st
 
@@ -9,6 +11,30 @@ from explorer.images import png_bytes
 from explorer.latent import decode_numpy, kl_per_dimension, tile
 
 from .context import Ctx, load_model, test_codes
+
+
+def fragment(func=None, *, run_every: float | None = None):
+    """``st.fragment`` whose every call sits alone in a container of its own (use it instead of st.fragment).
+
+    Works around a race in Streamlit (seen in 1.67, under load): a fragment run that starts before the
+    previous full run's messages left the server drops that run's unsent messages *for the fragment*,
+    including its container, yet keeps the run's "finished successfully", on which the browser removes
+    every element the run did not send. The fragment's old container goes, its later siblings shift up one
+    place, and the fragment run then writes its container over a sibling, or past the end of the list:
+    "Bad delta path index 7 (should be between [0, 6])", a white page. A fragment that is the only child
+    of its parent has no siblings to shift, and its container always lands at index 0, which is valid even
+    in an emptied parent. The outer container is drawn by full runs only (a fragment run redraws just the
+    fragment), so it is never dropped that way.
+    """
+    def wrap(f):
+        frag = st.fragment(f, run_every=run_every)
+
+        @functools.wraps(f)
+        def call(*args, **kwargs):
+            with st.container():
+                return frag(*args, **kwargs)
+        return call
+    return wrap(func) if func is not None else wrap
 
 
 @st.cache_data(max_entries=16, show_spinner=False)

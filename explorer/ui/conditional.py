@@ -8,6 +8,7 @@ import streamlit as st
 from explorer.images import png_bytes
 from explorer.latent import decode_numpy, encode_images
 
+from .common import fragment
 from .context import Ctx, checkpoint_dir, list_checkpoints
 
 Z_LIMIT = 4.0
@@ -67,7 +68,7 @@ def _not_conditional(ctx: Ctx) -> None:
 # the panel
 
 
-@st.fragment
+@fragment
 def render(ctx: Ctx) -> None:
     st.subheader("Choose the digit" if ctx.dataset == "mnist" else "Choose the class")
     if not ctx.conditional:

@@ -19,6 +19,7 @@ from explorer.data import CLASS_NAMES
 from explorer.evaluate import iwae_log_px, model_inputs
 from explorer.images import png_bytes
 
+from .common import fragment
 from .context import Ctx, load_model, load_test_data
 
 REF_K = 50  # importance samples per image for the test set's reference scores
@@ -289,7 +290,7 @@ def _sampling_race(ctx: Ctx, idx: int) -> None:
 # the panel
 
 
-@st.fragment
+@fragment
 def render(ctx: Ctx) -> None:
     st.subheader("How likely is this image?")
     st.caption("A VAE defines a density p(x) = ∫ p(x|z) p(z) dz. It has no closed form, but importance "

@@ -9,6 +9,7 @@ import streamlit as st
 from explorer.images import png_bytes
 from explorer.latent import active_units, decode_numpy, grid_codes, kl_per_dimension, tile, traversal
 
+from .common import fragment
 from .context import Ctx
 
 STEPS = 9  # images per traversal strip
@@ -103,7 +104,7 @@ def _manifold(ctx: Ctx, s: dict, base: list[float], label: int | None) -> None:
 # the panel
 
 
-@st.fragment
+@fragment
 def render(ctx: Ctx) -> None:
     st.subheader("Which dimensions matter")
     st.caption("The KL term charges each latent dimension for carrying information about the image. "

@@ -18,6 +18,7 @@ from explorer.latent import decode_numpy, encode_images
 from explorer.preprocess import MAX_UPLOAD_BYTES, PreprocessError, Steps, preprocess, preprocess_upload
 
 from . import canvas
+from .common import fragment
 from .context import Ctx, load_model, test_codes
 
 SOURCES = ("Draw", "Upload a picture", "A test image")
@@ -184,7 +185,7 @@ def _results(ctx: Ctx, steps: Steps, label: int | None) -> None:
 # the panel
 
 
-@st.fragment
+@fragment
 def render(ctx: Ctx) -> None:
     st.subheader(f"Draw or upload your own {_thing(ctx)}")
     st.caption("Your picture is turned into a 28x28 image the way MNIST was made: white ink on black, "

@@ -8,7 +8,7 @@ import streamlit as st
 from explorer.images import gif_bytes
 from explorer.latent import interpolate
 
-from .common import decode, label_picker, show_strip
+from .common import decode, fragment, label_picker, show_strip
 from .context import Ctx
 from .live import cached_payload, live_scrubber
 from .sidebar import request_app_rerun
@@ -69,7 +69,7 @@ def _gif(frames: np.ndarray, ms: int) -> bytes:
 # the panel
 
 
-@st.fragment
+@fragment
 def render(ctx: Ctx) -> None:
     st.subheader("Interpolate between two codes")
     st.caption("Encode two images to their means μ (not samples, so the path does not jitter), walk from one "

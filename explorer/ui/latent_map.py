@@ -22,7 +22,7 @@ from explorer.images import png_bytes
 from explorer.latent import grid_codes, tile
 
 from . import interpolation
-from .common import decode, show_digit
+from .common import decode, fragment, show_digit
 from .context import Ctx, load_test_data
 from .live import cached_payload
 from .mapview import last_click, latent_map
@@ -69,7 +69,7 @@ def projection(ctx: Ctx, method: str, n: int) -> tuple[np.ndarray | None, dict]:
     return None, {"pending": time.time() - fut.started}
 
 
-@st.fragment(run_every=1.0)
+@fragment(run_every=1.0)
 def _poll(method: str) -> None:
     """Re-check once a second while a projection is computing; rerun the app when it is ready."""
     waiting = st.session_state.get("map_waiting")
@@ -145,7 +145,7 @@ def _manifold(ctx: Ctx) -> None:
              caption=f"decoded grid over z0 (→) and z1 (↑), from −{span} to +{span}")
 
 
-@st.fragment
+@fragment
 def render(ctx: Ctx) -> None:
     rerun_app_if_requested()  # a callback changed shared state: redraw all before drawing anything
     st.subheader("The latent map of the test set")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from .common import decode, label_picker, show_digit, stats
+from .common import decode, fragment, label_picker, show_digit, stats
 from .context import Ctx
 from .live import cached_payload, live_latent
 from .sidebar import Z_LIMIT, format_z, rerun_app_if_requested, set_z
@@ -77,7 +77,7 @@ def _dim_label(s: dict, d: int) -> str:
     return f"z{d} · KL {s['kl'][d]:.2f} nats" + (" · collapsed" if s["collapsed"][d] else "")
 
 
-@st.fragment
+@fragment
 def render(ctx: Ctx) -> None:
     rerun_app_if_requested()  # a callback changed shared state: redraw all before drawing anything
     st.subheader("Move through the latent space")

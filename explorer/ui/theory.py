@@ -8,7 +8,7 @@ import torch
 
 from explorer.evaluate import elbo_per_image, model_inputs
 
-from .common import decode, label_picker, show_strip
+from .common import decode, fragment, label_picker, show_strip
 from .context import Ctx, load_model
 
 
@@ -30,7 +30,7 @@ def _pick(ctx: Ctx, n: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).choice(len(ctx.data["labels"]), size=n, replace=False)
 
 
-@st.fragment
+@fragment
 def reconstructions(ctx: Ctx) -> None:
     st.subheader("Reconstructions")
     st.caption("Top: test images as the model sees them (binarized for a Bernoulli decoder). Bottom: the decoder's "
@@ -52,7 +52,7 @@ def reconstructions(ctx: Ctx) -> None:
                 f"= −ELBO **{(r['rec'] + r['kl']).mean():.1f}** nats.")
 
 
-@st.fragment
+@fragment
 def samples(ctx: Ctx) -> None:
     st.subheader("Samples from the prior")
     st.caption("Draw z ~ N(0, T²·I) and decode. T = 1 is the model's actual prior; lower temperatures stay near "
@@ -68,7 +68,7 @@ def samples(ctx: Ctx) -> None:
     show_strip(decode(ctx, z, label), cols=16, scale=3)
 
 
-@st.fragment
+@fragment
 def elbo(ctx: Ctx) -> None:
     st.subheader("The ELBO, with this model's numbers")
     m = ctx.meta.get("metrics", {})
@@ -100,7 +100,7 @@ def elbo(ctx: Ctx) -> None:
         st.caption(f"Averages over {m.get('n')} test images ({m.get('data_source', '')}).")
 
 
-@st.fragment
+@fragment
 def reparameterization(ctx: Ctx) -> None:
     st.subheader("The reparameterization trick")
     st.markdown("Sampling z ~ N(μ, σ²) is not differentiable in μ and σ. Rewrite the sample as "

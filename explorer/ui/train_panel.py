@@ -24,6 +24,7 @@ from explorer.data import DataError, load_dataset
 from explorer.images import png_bytes
 from explorer.latent import tile
 
+from .common import fragment
 from .context import list_checkpoints
 from .sidebar import rerun_app_if_requested
 
@@ -320,7 +321,7 @@ def _status(manager: jobs.JobManager, checkpoint_dir: Path, token: str | None) -
     mine = was_running and st.session_state.get("train_job_mine") == manager.snapshot()["id"]
     poll, curves = (POLL_S, CURVES_S) if mine else (POLL_OTHERS_S, CURVES_OTHERS_S)
 
-    @st.fragment(run_every=poll if was_running else None)
+    @fragment(run_every=poll if was_running else None)
     def training_status() -> None:
         # A click elsewhere (a map dot) may have reached the server with this poll's rerun request instead of
         # its own: its callback then asked for a full rerun that no panel's fragment is running to honour.
@@ -335,7 +336,7 @@ def _status(manager: jobs.JobManager, checkpoint_dir: Path, token: str | None) -
         elif snap["state"] != "idle":
             _finished(snap, checkpoint_dir)
 
-    @st.fragment(run_every=curves if was_running else None)
+    @fragment(run_every=curves if was_running else None)
     def training_curves() -> None:
         snap = manager.snapshot()
         if snap["state"] in jobs.ACTIVE_STATES:

@@ -1,0 +1,100 @@
+"""A trace of every script run of a Streamlit server, for ``bench/load.py --trace`` (debugging lost actions).
+
+Imported by the wrapper script that load.py writes; patches a few Streamlit internals (1.67) to append
+one JSON line per event to ``$VAE_EXPLORER_TRACE``:
+
+- ``start``: a run starts (``frags``: the fragment ids it runs, [] for a full run; ``auto``: a run_every poll),
+- ``end``: it finished (``event``: success / fragment success / stopped for a rerun),
+- ``drop``: unsent messages dropped from the session's queue when a run started (``frag_deltas``: how many
+  of them were deltas of the fragments about to run, ``finished_kept``: whether a "finished successfully" of
+  the previous full run stayed in the queue: the Streamlit race that ``explorer.ui.common.fragment`` guards),
+- ``missing``: a rerun asked for a fragment the server no longer has (the request is dropped).
+
+Each line names the page by its ``bench`` query parameter (load.py adds ``&bench=<session>`` to each URL).
+Nothing here is imported by the app itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from urllib.parse import parse_qs
+
+from streamlit.runtime import forward_msg_queue as fmq
+from streamlit.runtime import fragment as fragment_mod
+from streamlit.runtime.scriptrunner import script_runner as sr
+from streamlit.runtime.scriptrunner_utils import script_run_context as src
+
+PATH = os.environ.get("VAE_EXPLORER_TRACE")
+_lock = threading.Lock()
+_page: dict[str, str] = {}  # session id -> bench page
+
+
+def log(**kw) -> None:
+    if not PATH:
+        return
+    kw["t"] = round(time.time(), 3)
+    with _lock, open(PATH, "a") as f:
+        f.write(json.dumps(kw) + "\n")
+
+
+def _who() -> tuple[str | None, str | None]:
+    ctx = src.get_script_run_ctx()
+    if ctx is None:
+        return None, None
+    return ctx.session_id[:8], _page.get(ctx.session_id)
+
+
+def install() -> None:
+    reset = src.ScriptRunContext.reset
+
+    def traced_reset(self, query_string: str = "", *args, **kwargs):
+        page = parse_qs(query_string).get("bench", [None])[0]
+        if page is not None:
+            _page[self.session_id] = page
+        reset(self, query_string, *args, **kwargs)
+        log(ev="start", sid=self.session_id[:8], page=_page.get(self.session_id),
+            frags=[f[:8] for f in (self.fragment_ids_this_run or [])])
+
+    src.ScriptRunContext.reset = traced_reset
+
+    finished = sr.ScriptRunner._on_script_finished
+
+    def traced_finished(self, ctx, event, premature_stop, run_descriptor):
+        log(ev="end", sid=ctx.session_id[:8], page=_page.get(ctx.session_id), event=event.name,
+            frags=[f[:8] for f in (ctx.fragment_ids_this_run or [])])
+        return finished(self, ctx, event, premature_stop, run_descriptor)
+
+    sr.ScriptRunner._on_script_finished = traced_finished
+
+    clear = fmq.ForwardMsgQueue.clear
+
+    def traced_clear(self, retain_lifecycle_msgs: bool = False, fragment_ids_this_run=None):
+        if retain_lifecycle_msgs and self._queue:
+            frags = set(fragment_ids_this_run or [])
+            frag_deltas = sum(1 for m in self._queue if m.WhichOneof("type") == "delta"
+                              and m.delta.fragment_id in frags)
+            finished_ok = any(m.WhichOneof("type") == "script_finished"
+                              and m.script_finished == m.ScriptFinishedStatus.FINISHED_SUCCESSFULLY
+                              for m in self._queue)
+            sid, page = _who()
+            log(ev="drop", sid=sid, page=page, queued=len(self._queue), frag_deltas=frag_deltas,
+                finished_kept=bool(finished_ok and fragment_ids_this_run),
+                frags=[f[:8] for f in frags])
+        return clear(self, retain_lifecycle_msgs, fragment_ids_this_run)
+
+    fmq.ForwardMsgQueue.clear = traced_clear
+
+    lookup = fragment_mod.MemoryFragmentStorage.lookup
+
+    def traced_lookup(self, key):
+        try:
+            return lookup(self, key)
+        except fragment_mod.FragmentStorageKeyError:
+            sid, page = _who()
+            log(ev="missing", sid=sid, page=page, frag=key[:8])
+            raise
+
+    fragment_mod.MemoryFragmentStorage.lookup = traced_lookup
