@@ -4,13 +4,14 @@ import streamlit as st
 
 st.set_page_config(page_title="VAE Explorer", page_icon="🔢", layout="wide")
 
-from explorer.ui import conditional, density, dims, draw, interpolation, latent_map, live, sidebar, sliders, theory  # noqa: E402,E501
+from explorer.ui import conditional, density, dims, draw, interpolation, latent_map, live, runtime_fix, sidebar, sliders, theory  # noqa: E402,E501
 from explorer.ui.common import keep_widget_state  # noqa: E402
 from explorer.ui.context import checkpoint_dir, freeze_long_lived_objects  # noqa: E402
 from explorer.ui.train_panel import render_training_sidebar  # noqa: E402
 
 
 def main() -> None:
+    runtime_fix.install()  # once per process: a Streamlit race that drops a finished run's output under load
     sidebar.app_run_started()
     ctx = sidebar.render()
     st.session_state.pop("_rerun_app", None)  # this full run shows every panel's new state anyway

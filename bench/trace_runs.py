@@ -8,7 +8,11 @@ one JSON line per event to ``$VAE_EXPLORER_TRACE``:
 - ``drop``: unsent messages dropped from the session's queue when a run started (``frag_deltas``: how many
   of them were deltas of the fragments about to run, ``finished_kept``: whether a "finished successfully" of
   the previous full run stayed in the queue: the Streamlit race that ``explorer.ui.common.fragment`` guards),
-- ``missing``: a rerun asked for a fragment the server no longer has (the request is dropped).
+- ``missing``: a rerun asked for a fragment the server no longer has (the request is dropped),
+- ``runner``: the session starts a new ScriptRunner (``frag``: for a fragment run, ``old_alive``: the
+  previous runner's thread still running),
+- ``ignored``: an event of a previous ScriptRunner reached the session after a new one took over, and was
+  dropped (``event``, ``msg``: the forward message's type, e.g. a delta or script_finished).
 
 Each line names the page by its ``bench`` query parameter (load.py adds ``&bench=<session>`` to each URL).
 Nothing here is imported by the app itself.
@@ -22,6 +26,7 @@ import threading
 import time
 from urllib.parse import parse_qs
 
+from streamlit.runtime import app_session
 from streamlit.runtime import forward_msg_queue as fmq
 from streamlit.runtime import fragment as fragment_mod
 from streamlit.runtime.scriptrunner import script_runner as sr
@@ -98,3 +103,24 @@ def install() -> None:
             raise
 
     fragment_mod.MemoryFragmentStorage.lookup = traced_lookup
+
+    create = app_session.AppSession._create_scriptrunner
+
+    def traced_create(self, initial_rerun_data):
+        old = self._scriptrunner
+        thread = getattr(old, "_script_thread", None)
+        log(ev="runner", sid=self.id[:8], page=_page.get(self.id), frag=bool(initial_rerun_data.fragment_id),
+            old_alive=bool(thread and thread.is_alive()))
+        return create(self, initial_rerun_data)
+
+    app_session.AppSession._create_scriptrunner = traced_create
+
+    handle = app_session.AppSession._handle_scriptrunner_event_on_event_loop
+
+    def traced_handle(self, sender, event, forward_msg=None, *args, **kwargs):
+        if sender is not self._scriptrunner:
+            log(ev="ignored", sid=self.id[:8], page=_page.get(self.id), event=event.name,
+                msg=forward_msg.WhichOneof("type") if forward_msg is not None else None)
+        return handle(self, sender, event, forward_msg, *args, **kwargs)
+
+    app_session.AppSession._handle_scriptrunner_event_on_event_loop = traced_handle
