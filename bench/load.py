@@ -199,11 +199,13 @@ def app_script(tmp: Path, script: str, trace: Path | None = None) -> tuple[str, 
     wrapper that first installs bench/trace_runs.py (a line per script run, into that file)."""
     if trace is not None:
         wrapper = tmp / "app_traced.py"
+        # (a spawned training process imports this file as __mp_main__: it must not run the app there)
         wrapper.write_text(f"import runpy, sys\nsys.path.insert(0, {str(ROOT)!r})\n"
-                           "from bench import trace_runs\n"
-                           "if not getattr(trace_runs, 'installed', False):\n"
-                           "    trace_runs.install(); trace_runs.installed = True\n"
-                           f"runpy.run_path({str(ROOT / script)!r}, run_name='__main__')\n")
+                           "if __name__ == '__main__':\n"
+                           "    from bench import trace_runs\n"
+                           "    if not getattr(trace_runs, 'installed', False):\n"
+                           "        trace_runs.install(); trace_runs.installed = True\n"
+                           f"    runpy.run_path({str(ROOT / script)!r}, run_name='__main__')\n")
         return str(wrapper), f" (traced into {trace})"
     if "render_training_sidebar" in (ROOT / script).read_text():
         return script, ""
@@ -653,6 +655,12 @@ def main() -> int:
         for kind in ("page_errors", "exceptions", "timeouts", "broken", "http_errors", "driver_errors"):
             for e in getattr(r, kind)[:5]:
                 print(f"  N={r.sessions} {kind}: {e}")
+    if a.trace:
+        from bench.trace_runs import summary
+
+        for r in results:
+            path = a.trace.with_name(f"{a.trace.stem}-{r.sessions}{a.trace.suffix}")
+            print(f"  N={r.sessions} trace ({path}): " + ", ".join(f"{k} {v}" for k, v in summary(path).items()))
     if a.json:
         a.json.write_text(json.dumps([r.__dict__ for r in results], indent=1, default=str))
     return 1 if any(r.errors or r.driver_errors for r in results) else 0

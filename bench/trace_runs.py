@@ -124,3 +124,30 @@ def install() -> None:
         return handle(self, sender, event, forward_msg, *args, **kwargs)
 
     app_session.AppSession._handle_scriptrunner_event_on_event_loop = traced_handle
+
+
+def summary(path) -> dict:
+    """Counts from a trace file: runs, fragment runs, new runners, ignored events (deltas among them), races
+    where a fragment run dropped a full run's unsent deltas of that fragment but kept its "finished"."""
+    counts = {"runs": 0, "fragment_runs": 0, "runners": 0, "ignored_events": 0, "ignored_deltas": 0,
+              "dropped_fragment_deltas_with_finished_kept": 0, "missing_fragments": 0}
+    try:
+        lines = open(path).read().splitlines()
+    except OSError:
+        return counts
+    for line in lines:
+        d = json.loads(line)
+        ev = d["ev"]
+        if ev == "start":
+            counts["runs"] += 1
+            counts["fragment_runs"] += bool(d["frags"])
+        elif ev == "runner":
+            counts["runners"] += 1
+        elif ev == "ignored":
+            counts["ignored_events"] += 1
+            counts["ignored_deltas"] += d.get("msg") == "delta"
+        elif ev == "drop" and d["frag_deltas"] and d["finished_kept"]:
+            counts["dropped_fragment_deltas_with_finished_kept"] += 1
+        elif ev == "missing":
+            counts["missing_fragments"] += 1
+    return counts
