@@ -35,6 +35,7 @@ import streamlit as st
 from streamlit.errors import StreamlitDuplicateElementKey
 
 from explorer.decoder_export import decoder_payload, supported
+from explorer.ui import component_js
 
 HERE = Path(__file__).resolve().parent
 COMPONENT_NAME = "vae_explorer.live_decoder"
@@ -47,7 +48,7 @@ RECENT = 64  # reports remembered per widget, to tell a push from Python from an
 def _component():
     """Register the component once per process (its JS and CSS ship in this package; no CDN)."""
     return st.components.v2.component(
-        COMPONENT_NAME, js=(HERE / "live.js").read_text(), css=(HERE / "live.css").read_text())
+        COMPONENT_NAME, js=component_js(HERE / "live.js"), css=(HERE / "live.css").read_text())
 
 
 @st.cache_data(max_entries=8, show_spinner=False)

@@ -32,6 +32,7 @@ import numpy as np
 import streamlit as st
 
 from explorer.atlas import png_size
+from explorer.ui import component_js
 
 HERE = Path(__file__).resolve().parent
 COMPONENT_NAME = "vae_explorer.latent_map"
@@ -44,7 +45,7 @@ TILE = 28  # atlas tile size in pixels (MNIST / Fashion-MNIST)
 def _component():
     """Register the component once per process; JS and CSS are read from this package."""
     return st.components.v2.component(
-        COMPONENT_NAME, js=(HERE / "mapview.js").read_text(), css=(HERE / "mapview.css").read_text())
+        COMPONENT_NAME, js=component_js(HERE / "mapview.js"), css=(HERE / "mapview.css").read_text())
 
 
 def _b64(a: np.ndarray) -> str:

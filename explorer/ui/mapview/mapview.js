@@ -33,33 +33,6 @@ function nonce() {
   return PAGE.lastNonce;
 }
 
-function b64bytes(s) {
-  const bin = atob(s);
-  const out = new Uint8Array(bin.length);
-  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
-  return out;
-}
-
-function halfToFloat(h) {
-  const s = h & 0x8000 ? -1 : 1;
-  const e = (h >> 10) & 0x1f;
-  const f = h & 0x3ff;
-  if (e === 0) return s * f * 2 ** -24;
-  if (e === 31) return f ? NaN : s * Infinity;
-  return s * (1 + f / 1024) * 2 ** (e - 15);
-}
-
-function floats(b64, dtype) {
-  const bytes = b64bytes(b64);
-  if (dtype === "float16") {
-    const h = new Uint16Array(bytes.buffer, 0, bytes.length >> 1);
-    const out = new Float32Array(h.length);
-    for (let i = 0; i < h.length; i++) out[i] = halfToFloat(h[i]);
-    return out;
-  }
-  return new Float32Array(bytes.buffer, 0, bytes.length >> 2);
-}
-
 function remember(map, key, value) {
   map.delete(key);
   map.set(key, value);
@@ -73,42 +46,11 @@ function cachedAtlas(key, pngB64) {
   if (!pngB64) return null;
   PAGE.atlasDecodes += 1;
   entry = { image: null, error: null };
-  const blob = new Blob([b64bytes(pngB64)], { type: "image/png" });
+  const blob = new Blob([base64Bytes(pngB64)], { type: "image/png" });
   entry.promise = createImageBitmap(blob, { colorSpaceConversion: "none", premultiplyAlpha: "none" })
     .then((bitmap) => { entry.image = bitmap; return entry; })
     .catch((err) => { entry.error = err; PAGE.atlases.delete(key); return entry; });
   return remember(PAGE.atlases, key, entry);
-}
-
-function buildDecoder(p) {
-  const layers = p.layers.map((l) => ({
-    out: l.shape[0], inp: l.shape[1], relu: !!l.relu,
-    w: floats(l.weight, p.dtype), b: floats(l.bias, p.dtype), y: new Float32Array(l.shape[0]),
-  }));
-  return { latentDim: p.latent_dim, conditional: !!p.conditional, numClasses: p.num_classes,
-           size: p.image_size, layers, input: new Float32Array(layers[0].inp) };
-}
-
-// sigmoid(W_n relu(... relu(W_1 [z, onehot(y)] + b_1)) + b_n) -> pixels in [0, 1]
-function runDecoder(dec, z, label) {
-  const x0 = dec.input;
-  x0.fill(0);
-  for (let i = 0; i < dec.latentDim; i++) x0[i] = z[i] || 0;
-  if (dec.conditional) x0[dec.latentDim + (label | 0)] = 1;
-  let x = x0;
-  for (const l of dec.layers) {
-    const { w, b, y, inp, out } = l;
-    for (let o = 0; o < out; o++) {
-      let s = b[o];
-      const row = o * inp;
-      for (let i = 0; i < inp; i++) s += w[row + i] * x[i];
-      y[o] = l.relu && s < 0 ? 0 : s;
-    }
-    x = y;
-  }
-  const px = new Float32Array(x.length);
-  for (let i = 0; i < x.length; i++) px[i] = 1 / (1 + Math.exp(-x[i]));
-  return px;
 }
 
 function el(tag, attrs = {}, children = []) {
@@ -224,9 +166,9 @@ class MapView {
 
   setPoints(data) {
     this.pointsId = data.points_id;
-    const xy = floats(data.xy, "float32");
+    const xy = readArray(data.xy, "float32");
     const n = (this.n = data.n);
-    this.labels = b64bytes(data.labels);
+    this.labels = base64Bytes(data.labels);
     this.X = new Float32Array(n);
     this.Y = new Float32Array(n);
     for (let i = 0; i < n; i++) { this.X[i] = xy[2 * i]; this.Y[i] = xy[2 * i + 1]; }
@@ -662,7 +604,7 @@ class MapView {
   showDecodedTip(sx, sy) {
     const [x, y] = this.toData(sx, sy);
     const dec = this.decoder;
-    const px = runDecoder(dec, [x, y], this.decodeLabel);
+    const px = dec.decode([x, y], this.decodeLabel); // reused by the next call: used at once
     const n = dec.size;
     if (!this.decodeCanvas || this.decodeCanvas.width !== n) {
       this.decodeCanvas = el("canvas", { width: String(n), height: String(n) });
