@@ -231,6 +231,7 @@ class Result:
     broken: list[str] = field(default_factory=list)  # images still broken at the end: seen by people
     driver_errors: list[str] = field(default_factory=list)
     server_tracebacks: int = 0
+    server_notes: list[str] = field(default_factory=list)  # warnings worth a look (not errors)
     server_rss_peak: int = 0
     server_hwm: int | None = None
     server_cpu: float | None = None  # cores, averaged over the window
@@ -562,6 +563,8 @@ async def scenario(pw, n: int, a, tmp: Path) -> Result:
         await browser.close()
         stop_app(server)
         res.server_tracebacks = server.log().count("Traceback (most recent call last)")
+        res.server_notes = [line.strip()[:200] for line in server.log().splitlines()
+                            if "finished ScriptRunner's shutdown" in line]  # explorer.ui.runtime_fix gave up
         if res.server_tracebacks:
             print(server.log()[-3000:], file=sys.stderr)
     return res
@@ -652,7 +655,8 @@ def main() -> int:
              else "no training job") + f"; times from the browser's key/pointer event, polled every {POLL_MS} ms")
     print(table(results, a))
     for r in results:
-        for kind in ("page_errors", "exceptions", "timeouts", "broken", "http_errors", "driver_errors"):
+        for kind in ("page_errors", "exceptions", "timeouts", "broken", "http_errors", "driver_errors",
+                     "server_notes"):
             for e in getattr(r, kind)[:5]:
                 print(f"  N={r.sessions} {kind}: {e}")
     if a.trace:

@@ -10,7 +10,7 @@ one JSON line per event to ``$VAE_EXPLORER_TRACE``:
   the previous full run stayed in the queue: the Streamlit race that ``explorer.ui.common.fragment`` guards),
 - ``missing``: a rerun asked for a fragment the server no longer has (the request is dropped),
 - ``runner``: the session starts a new ScriptRunner (``frag``: for a fragment run, ``old_alive``: the
-  previous runner's thread still running),
+  previous runner's thread still running; ``held``: explorer.ui.runtime_fix's counters so far),
 - ``ignored``: an event of a previous ScriptRunner reached the session after a new one took over, and was
   dropped (``event``, ``msg``: the forward message's type, e.g. a delta or script_finished).
 
@@ -109,8 +109,10 @@ def install() -> None:
     def traced_create(self, initial_rerun_data):
         old = self._scriptrunner
         thread = getattr(old, "_script_thread", None)
+        from explorer.ui import runtime_fix  # its counters so far (requests it held back, longest wait)
+
         log(ev="runner", sid=self.id[:8], page=_page.get(self.id), frag=bool(initial_rerun_data.fragment_id),
-            old_alive=bool(thread and thread.is_alive()))
+            old_alive=bool(thread and thread.is_alive()), held=dict(runtime_fix.stats))
         return create(self, initial_rerun_data)
 
     app_session.AppSession._create_scriptrunner = traced_create
@@ -143,6 +145,7 @@ def summary(path) -> dict:
             counts["fragment_runs"] += bool(d["frags"])
         elif ev == "runner":
             counts["runners"] += 1
+            counts.update({f"held_{k}": v for k, v in d.get("held", {}).items()})
         elif ev == "ignored":
             counts["ignored_events"] += 1
             counts["ignored_deltas"] += d.get("msg") == "delta"

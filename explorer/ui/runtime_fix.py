@@ -10,7 +10,8 @@ happened to 3-5 of ~130 actions with 20 pages open (``bench/load.py --trace``: h
 a minute).
 
 The fix: while the session still holds a finished runner (its "shutdown" event, always its last, has not
-been handled yet), handle the request a moment later, after the events already queued. Once the
+been handled yet), handle the request a moment later, after the events already queued (at most
+``MAX_WAIT_S`` later; a warning in the log says when that bound was hit). Once the
 shutdown is handled the session lets go of the runner and the request goes through as before.
 ``install()`` patches ``AppSession.request_rerun`` once per process; if this Streamlit lacks the internals
 it relies on, it changes nothing and says so in the log.
@@ -23,9 +24,13 @@ import logging
 import time
 
 _LOG = logging.getLogger(__name__)
-MAX_WAIT_S = 2.0  # never hold a request longer than this (a runner whose shutdown never comes)
+# Never hold a request longer than this (a runner whose shutdown never comes). Generous: on a starved
+# server the event loop can lag by seconds (a 2 s bound gave way during a burst of 20 pages at once).
+MAX_WAIT_S = 30.0
+GAVE_UP = "a rerun request waited %.1f s for a finished ScriptRunner's shutdown; sending it anyway"
 RETRY_S = 0.002
 _installed = False
+stats = {"deferred": 0, "max_wait_s": 0.0, "gave_up": 0}  # for bench/trace_runs.py
 
 
 def _finished(runner) -> bool:
@@ -41,7 +46,11 @@ def deferring(original):
     def request_rerun(self, client_state, _since: float | None = None) -> None:
         runner = self._scriptrunner
         since = time.monotonic() if _since is None else _since
-        if runner is not None and _finished(runner) and time.monotonic() - since < MAX_WAIT_S:
+        waited = time.monotonic() - since
+        if runner is not None and _finished(runner) and waited >= MAX_WAIT_S:
+            _LOG.warning(GAVE_UP, waited)
+            stats["gave_up"] += 1
+        elif runner is not None and _finished(runner):
             try:
                 loop = asyncio.get_running_loop()
             except RuntimeError:  # not on the event loop (no caller does this today): no events to wait for
@@ -51,6 +60,9 @@ def deferring(original):
             else:
                 loop.call_later(RETRY_S, request_rerun, self, client_state, since)
             return None
+        if _since is not None:
+            stats["deferred"] += 1
+            stats["max_wait_s"] = max(stats["max_wait_s"], round(waited, 3))
         return original(self, client_state)
 
     request_rerun.__wrapped__ = original
