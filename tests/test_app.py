@@ -366,3 +366,14 @@ def test_a_bad_tab_mid_session_keeps_the_open_tab():
     no_exceptions(at)
     assert at.session_state["tab"] == "Dimensions" and headings(at) == HEADINGS["Dimensions"]
     assert at.query_params.get("tab") in (None, "Dimensions", ["Dimensions"])  # not the nonsense (Streamlit drops it)
+
+
+def test_the_app_installs_the_rerun_race_workaround():
+    from streamlit.runtime.app_session import AppSession
+
+    from explorer.ui import runtime_fix
+
+    no_exceptions(run_app())
+    assert runtime_fix._installed
+    assert AppSession.request_rerun.__wrapped__ is not None  # explorer.ui.runtime_fix.deferring wraps it
+    assert not hasattr(AppSession.request_rerun.__wrapped__, "__wrapped__"), "wrapped twice"
