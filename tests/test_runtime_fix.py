@@ -3,11 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from types import SimpleNamespace
 
 from streamlit.runtime.scriptrunner_utils.script_requests import ScriptRequestType
 
 from explorer.ui import runtime_fix
+
+
+def _run(scenario) -> None:
+    """asyncio.run(scenario()) in a thread of its own (the browser tests' playwright keeps a loop running in
+    this one); its exception, if any, is raised here."""
+    errors: list[BaseException] = []
+
+    def target():
+        try:
+            asyncio.run(scenario())
+        except BaseException as e:  # noqa: BLE001 - handed to the test thread
+            errors.append(e)
+
+    t = threading.Thread(target=target)
+    t.start()
+    t.join(30)
+    if errors:
+        raise errors[0]
 
 
 def _runner(state: ScriptRequestType):
@@ -36,7 +55,7 @@ def test_a_request_waits_for_the_finished_runners_events_then_goes_through():
         assert calls == [], "the request went through before the events queued ahead of it"
         await asyncio.sleep(0.05)
 
-    asyncio.run(scenario())
+    _run(scenario)
     assert [c[0] for c in calls] == ["delta", "shutdown", "request"]
     assert calls[-1][1] == "cs" and calls[-1][2] is None  # the session had let go of the old runner
 
@@ -50,7 +69,7 @@ def test_a_runner_that_still_takes_requests_gets_them_at_once():
             patched(_session(_runner(state)), state)
         patched(_session(None), "no runner")
 
-    asyncio.run(scenario())
+    _run(scenario)
     assert calls == [ScriptRequestType.CONTINUE, ScriptRequestType.RERUN, "no runner"]
 
 
@@ -65,7 +84,7 @@ def test_a_shutdown_that_never_comes_delays_the_request_by_a_bounded_time(monkey
         assert calls == []
         await asyncio.sleep(0.2)
 
-    asyncio.run(scenario())
+    _run(scenario)
     assert calls == ["late"]
 
 
