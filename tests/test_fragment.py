@@ -57,3 +57,16 @@ def test_fragment_keeps_its_place_after_an_interaction():
     inner = _blocks(kids[1])[0]
     assert inner.children[1].value == "n is 2"
     assert kids[0].value == "before"
+
+
+def test_no_panel_uses_a_bare_st_fragment():
+    # a bare st.fragment next to siblings brings the white-page race back (see explorer.ui.common.fragment)
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    sources = [root / "app.py", *(root / "explorer" / "ui").rglob("*.py")]
+    bare = [f"{p.relative_to(root)}:{n}" for p in sources if p.name != "common.py"
+            for n, line in enumerate(p.read_text().splitlines(), 1)
+            if re.search(r"@st\.fragment\b|st\.fragment\(", line) and not line.lstrip().startswith("#")]
+    assert bare == [], f"use explorer.ui.common.fragment instead of st.fragment: {bare}"
