@@ -361,6 +361,27 @@ def test_an_unusable_upload_says_why_and_the_app_carries_on(case, ckpt_dir, monk
     assert float(draw_scores(at)[0].split()[0]) < 0
 
 
+@pytest.mark.slow
+def test_the_last_upload_survives_a_tab_switch_until_forgotten(ckpt_dir, monkeypatch):
+    # the uploader forgets its file while its tab is closed (only the open tab runs); the panel keeps it
+    at = run_app({"ckpt": DEFAULT, "tab": "Draw your own"}, ckpt_dir, monkeypatch)
+    at.radio(key="draw_source").set_value("Upload a picture").run()
+    upload(at, "mine.png", png(a_digit()))
+    no_exceptions(at)
+    first = draw_scores(at)
+    assert first and float(first[0].split()[0]) < 0
+    open_tab(at, "Latent sliders")
+    assert not draw_scores(at)
+    open_tab(at, "Draw your own")
+    no_exceptions(at)
+    assert draw_scores(at) == first, "the same picture, scored the same"
+    texts = [str(e.value) for e in [*at.caption, *at.markdown, *at.info]]
+    assert any("mine.png (your last upload)" in t for t in texts), texts
+    at.button(key="draw_upload_forget").click().run()
+    no_exceptions(at)
+    assert not draw_scores(at) and "draw_upload_kept" not in at.session_state
+
+
 # the training form, at and beyond its limits
 
 
