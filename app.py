@@ -12,7 +12,6 @@ from explorer.ui.train_panel import render_training_sidebar  # noqa: E402
 
 def main() -> None:
     runtime_fix.install()  # once per process: a Streamlit race that drops a finished run's output under load
-    sidebar.app_run_started()
     ctx = sidebar.render()
     st.session_state.pop("_rerun_app", None)  # this full run shows every panel's new state anyway
     render_training_sidebar(checkpoint_dir())
@@ -24,7 +23,6 @@ def main() -> None:
     if ctx is None:
         st.title("VAE Explorer")
         st.error("There is no usable model. See the sidebar for what went wrong.")
-        sidebar.app_run_finished()
         return
     panels = {"Latent sliders": sliders, "Interpolation": interpolation, "Latent map": latent_map,
               "Reconstruction & ELBO": theory, "Draw your own": draw, "Choose the digit": conditional,
@@ -37,7 +35,6 @@ def main() -> None:
             with tab:
                 panel.render(ctx)
     sidebar.tab_to_link(list(panels))
-    sidebar.app_run_finished()
     freeze_long_lived_objects()
 
 

@@ -193,6 +193,11 @@ def machine_load(seconds: float = 5.0) -> float:
     return max(0.0, (b1 - b0) / max(1, t1 - t0) * os.cpu_count() - (own1 - own0) / seconds)
 
 
+def trace_path(trace: Path | None, n: int) -> Path | None:
+    """--trace t.jsonl -> t-<N>.jsonl, one file per scenario."""
+    return trace and trace.with_name(f"{trace.stem}-{n}{trace.suffix}")
+
+
 def app_script(tmp: Path, script: str, trace: Path | None = None) -> tuple[str, str]:
     """The script to run, and a note. If it does not place the training panel yet, a wrapper that runs it
     and then adds the panel (the same call app.py will make) is written into ``tmp``. With ``trace``, a
@@ -499,11 +504,12 @@ async def scenario(pw, n: int, a, tmp: Path) -> Result:
     ckpts = tmp / f"checkpoints-{n}"
     shutil.copytree(ROOT / "checkpoints", ckpts, ignore=shutil.ignore_patterns("user", ".*"))
     env = {"VAE_EXPLORER_CHECKPOINTS": str(ckpts), "VAE_EXPLORER_ADMIN_TOKEN": ""}
-    if a.trace:
-        env["VAE_EXPLORER_TRACE"] = str(a.trace.with_name(f"{a.trace.stem}-{n}{a.trace.suffix}"))
+    trace = trace_path(a.trace, n)
+    if trace:
+        env["VAE_EXPLORER_TRACE"] = str(trace)
     if SHARED_MNIST.is_dir() and "VAE_EXPLORER_DATA" not in os.environ:
         env["VAE_EXPLORER_DATA"] = str(SHARED_MNIST)
-    script, note = app_script(tmp, a.script, a.trace and a.trace.with_name(f"{a.trace.stem}-{n}{a.trace.suffix}"))
+    script, note = app_script(tmp, a.script, trace)
     print(f"[{n} session(s)] starting {a.script}{note} on a copy of checkpoints/ ...", flush=True)
     server = start_app(tmp, env=env, script=script, timeout=180)
     browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
@@ -681,7 +687,7 @@ def main() -> int:
         from bench.trace_runs import summary
 
         for r in results:
-            path = a.trace.with_name(f"{a.trace.stem}-{r.sessions}{a.trace.suffix}")
+            path = trace_path(a.trace, r.sessions)
             print(f"  N={r.sessions} trace ({path}): " + ", ".join(f"{k} {v}" for k, v in summary(path).items()))
     if a.json:
         a.json.write_text(json.dumps([r.__dict__ for r in results], indent=1, default=str))

@@ -6,7 +6,6 @@ import math
 import os
 
 import streamlit as st
-from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from explorer.checkpoints import CheckpointError
 
@@ -102,33 +101,9 @@ def request_app_rerun() -> None:
 def rerun_app_if_requested() -> None:
     """Rerun the whole app once if a callback changed shared state. Call it at the start of a fragment (images
     the fragment sent before a full rerun can be dropped by the server before the page fetches them: broken
-    images under load) and at its end (for requests made while it ran).
-
-    Also when the page's last full run never finished, or the tab the page shows is not the one last drawn: on
-    a busy server a fragment's rerun (a training-status poll) can preempt a full run, which then never
-    completes (a tab half drawn), or a tab switch's rerun can be lost (an empty tab); measured: 1 to 5 actions
-    in ~130 at 20 sessions. The next fragment run of that page (a poll: within 5 s) redraws it all.
-    """
+    images under load) and at its end (for requests made while it ran)."""
     if st.session_state.pop("_rerun_app", False):
         st.rerun(scope="app")
-    ctx = get_script_run_ctx()
-    if ctx is not None and ctx.fragment_ids_this_run and (
-            st.session_state.get(APP_RUN_DONE) is False  # the last full run was cut short
-            or st.session_state.get("tab") != st.session_state.get(APP_RUN_TAB)):  # a tab switch never ran
-        st.rerun(scope="app")
-
-
-APP_RUN_DONE = "_app_run_done"  # False while a full run of the app is under way (or was cut short)
-APP_RUN_TAB = "_app_run_tab"  # the tab the last finished full run drew
-
-
-def app_run_started() -> None:
-    st.session_state[APP_RUN_DONE] = False
-
-
-def app_run_finished() -> None:
-    st.session_state[APP_RUN_DONE] = True
-    st.session_state[APP_RUN_TAB] = st.session_state.get("tab")
 
 
 # the sidebar
